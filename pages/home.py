@@ -1,0 +1,82 @@
+"""Overview: what the workspace holds, by split, task type and number of subtasks."""
+
+import streamlit as st
+
+from rgvlm_app.state import store_reader, workspace_path
+from rgvlm_app.text import md_escape
+from rgvlm_core import charts
+from rgvlm_core.catalog import recent_imports, workspace_counts
+from rgvlm_core.episodes import ALFRED_TASK_TYPES
+
+st.title("RG-VLM Studio")
+st.caption(f"Workspace `{workspace_path()}`")
+
+reader = store_reader()
+if reader is None:
+    st.stop()
+counts = workspace_counts(reader)
+
+cols = st.columns(5)
+cols[0].metric("Episodes", f"{counts['episodes']:,}")
+cols[1].metric("Trajectories", f"{counts['trajectories']:,}")
+cols[2].metric("Steps", f"{counts['steps']:,}")
+cols[3].metric("Label runs", f"{counts['label_runs']:,}")
+cols[4].metric("Training runs", f"{counts['train_runs']:,}")
+
+if counts["episodes"] == 0:
+    st.info(
+        "This workspace is empty. Import an ALFRED-format folder from a terminal:\n\n"
+        "`rgvlm import PATH/TO/json_2.1.0`"
+    )
+    st.stop()
+
+left, right = st.columns(2)
+left.plotly_chart(
+    charts.count_bars(
+        counts["by_split"],
+        title="Episodes by split",
+        x_title="split",
+        colours=charts.SPLIT_COLOURS,
+        order=list(charts.SPLIT_COLOURS),
+    ),
+    key="by_split",
+)
+right.plotly_chart(
+    charts.count_bars(
+        counts["by_n_subtasks"],
+        title="Episodes by number of subtasks",
+        x_title="subtasks",
+        colours=charts.SEQUENCE,
+    ),
+    key="by_n_subtasks",
+)
+st.plotly_chart(
+    charts.count_bars(
+        counts["by_task_type"],
+        title="Episodes by task type",
+        x_title="task type",
+        colours=charts.TASK_TYPE_COLOURS,
+        order=list(ALFRED_TASK_TYPES),
+        horizontal=True,
+    ),
+    key="by_task_type",
+)
+if counts["task_only_episodes"]:
+    st.caption(
+        f"{counts['task_only_episodes']:,} task-only episodes (ALFRED test splits: a goal and "
+        "instructions, no steps) are counted by split and task type but have no subtask count."
+    )
+
+st.subheader("Imports")
+for row in recent_imports(reader):
+    label = (
+        f"{row['started_at']:%Y-%m-%d %H:%M} · {md_escape(row['source'])} · "
+        f"{row['trajectories']:,} trajectories, "
+        f"{row['episodes']:,} episodes, {row['steps']:,} steps · {row['skipped']:,} already present · "
+        f"{row['refused']:,} refused"
+    )
+    with st.expander(label, expanded=False):
+        if row["errors"]:
+            st.text("\n".join(row["errors"]))
+        else:
+            st.caption("Nothing was refused.")

@@ -1,0 +1,33 @@
+"""Where the dashboard finds its workspace, and cached access to it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from rgvlm_core.errors import RGVLMError
+from rgvlm_core.workspace import StoreReader, Workspace
+
+WORKSPACE_ENV = "RGVLM_WORKSPACE"
+
+
+def workspace_path() -> Path:
+    """The workspace of this dashboard: RGVLM_WORKSPACE, else ./workspace (as the CLI)."""
+    return Path(os.environ.get(WORKSPACE_ENV, "workspace")).resolve()
+
+
+@st.cache_resource(show_spinner=False)
+def _reader(path: str) -> StoreReader:
+    return Workspace.open(Path(path), create=True).reader()
+
+
+def store_reader() -> StoreReader | None:
+    """The shared reader, or None after showing why the workspace cannot be opened."""
+    path = workspace_path()
+    try:
+        return _reader(str(path))
+    except RGVLMError as exc:
+        st.error(str(exc))
+        return None

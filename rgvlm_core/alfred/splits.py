@@ -1,0 +1,172 @@
+"""Where ALFRED data lies on disk: the import root, its trajectory files and its splits file.
+
+Layout (alfred-format.md): `<root>/<split>/<task_dir>/<trial>/traj_data.json` for train and valid,
+`<root>/<split>/<trial>/traj_data.json` for the test splits. A splits file (`oct21.json`) maps each
+split to `{"task": "<task_dir>/<trial>" or "<trial>", "repeat_idx": k}` entries, one per annotation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from rgvlm_core.alfred.checks import (
+    FieldError,
+    as_dict,
+    as_int,
+    as_list,
+    as_str,
+    json_type,
+    member,
+    one_line,
+    short,
+)
+from rgvlm_core.errors import DataFormatError, RGVLMError, UsageError
+
+log = logging.getLogger(__name__)
+
+ALFRED_SPLITS: tuple[str, ...] = ("train", "valid_seen", "valid_unseen", "tests_seen", "tests_unseen")
+TEST_SPLITS: frozenset[str] = frozenset({"tests_seen", "tests_unseen"})
+TRAJECTORY_FILE = "traj_data.json"
+SPLITS_FILE_NAMES = ("oct21.json", "splits*.json")  # file names find_splits_file looks for, in order
+
+
+def check_splits(splits: Sequence[str] | None) -> tuple[str, ...]:
+    """The chosen splits in ALFRED's order (all when None); an unknown name is a UsageError."""
+    if splits is None:
+        return ALFRED_SPLITS
+    if isinstance(splits, str):
+        splits = (splits,)
+    unknown = [s for s in splits if s not in ALFRED_SPLITS]
+    if unknown:
+        raise UsageError(f"unknown ALFRED split {unknown[0]!r}; choose from {', '.join(ALFRED_SPLITS)}")
+    return tuple(s for s in ALFRED_SPLITS if s in splits)
+
+
+def _has_split_folders(path: Path) -> bool:
+    return any((path / split).is_dir() for split in ALFRED_SPLITS)
+
+
+def find_alfred_root(path: Path) -> Path:
+    """The folder holding the split folders: `path` itself, or its only child that holds them.
+
+    Accepts e.g. `.../json_2.1.0` or `.../alfred` containing `json_2.1.0`; raises RGVLMError otherwise.
+    """
+    path = Path(path)
+    problem = (
+        f"{path}: not an ALFRED-format folder: expected split folders "
+        f"{', '.join(s + '/' for s in ALFRED_SPLITS[:2])}, ... or a traj_data.json below"
+    )
+    if not path.is_dir():
+        raise RGVLMError(f"{problem} (no such folder)")
+    if _has_split_folders(path):
+        return path
+    found = sorted(child for child in path.iterdir() if child.is_dir() and _has_split_folders(child))
+    if len(found) == 1:
+        return found[0]
+    if found:
+        names = ", ".join(child.name for child in found)
+        raise RGVLMError(f"{problem} (several candidates: {names}; pass one of them)")
+    if path.name in ALFRED_SPLITS:
+        raise RGVLMError(f"{problem} ({path.name} is itself a split folder; pass its parent {path.parent})")
+    raise RGVLMError(problem)
+
+
+def list_trajectory_files(root: Path, splits: Sequence[str] | None = None) -> list[tuple[str, Path]]:
+    """(split, traj_data.json path) for every trajectory under `root`, in split order then by path."""
+    root = Path(root)
+    found: list[tuple[str, Path]] = []
+    for split in check_splits(splits):
+        pattern = f"*/{TRAJECTORY_FILE}" if split in TEST_SPLITS else f"*/*/{TRAJECTORY_FILE}"
+        found.extend((split, path) for path in sorted((root / split).glob(pattern)))
+    return found
+
+
+def trajectory_path(root: Path, split: str, task: str) -> Path:
+    """Where the splits-file entry `task` of `split` lies: `<root>/<split>/<task>/traj_data.json`."""
+    return Path(root) / split / task / TRAJECTORY_FILE
+
+
+def find_splits_file(root: Path) -> Path | None:
+    """oct21.json or splits*.json in root, root/splits, root's parent or its splits/ (first wins).
+
+    Only a JSON object whose keys are all split names counts; other files are skipped.
+    """
+    root = Path(root)
+    for folder in (root, root / "splits", root.parent, root.parent / "splits"):
+        if not folder.is_dir():
+            continue
+        candidates = [folder / SPLITS_FILE_NAMES[0], *sorted(folder.glob(SPLITS_FILE_NAMES[1]))]
+        for candidate in candidates:
+            if candidate.is_file() and _looks_like_splits(candidate):
+                log.info("using splits file %s", candidate)
+                return candidate
+    return None
+
+
+def _looks_like_splits(path: Path) -> bool:
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        log.debug("not a splits file: %s (%s)", path, one_line(exc))
+        return False
+    return type(doc) is dict and bool(doc) and all(key in ALFRED_SPLITS for key in doc)
+
+
+def load_splits(path: Path) -> dict[str, list[tuple[str, int]]]:
+    """split -> [(task, repeat_idx)] from a splits file; DataFormatError naming the file and field.
+
+    `task` is "<task_dir>/<trial>" (train, valid) or "<trial>" (test splits); repeat_idx >= 0.
+    """
+    path = Path(path)
+    source = str(path)
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except OSError as exc:
+        raise DataFormatError(source, "", f"cannot read the splits file: {one_line(exc)}") from exc
+    except orjson.JSONDecodeError as exc:
+        problem = f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        raise DataFormatError(source, "(json)", problem) from exc
+    try:
+        return _parse_splits(doc)
+    except FieldError as exc:
+        raise DataFormatError(source, exc.field, exc.problem) from None
+
+
+def _parse_splits(doc: Any) -> dict[str, list[tuple[str, int]]]:
+    if type(doc) is not dict:
+        raise FieldError(
+            "", f"expected a JSON object mapping split names to entry lists, got {json_type(doc)}"
+        )
+    result: dict[str, list[tuple[str, int]]] = {}
+    for split, entries in doc.items():
+        if split not in ALFRED_SPLITS:
+            raise FieldError(
+                split, f"unknown split name {short(split)}; expected one of {', '.join(ALFRED_SPLITS)}"
+            )
+        parsed = []
+        for i, entry in enumerate(as_list(entries, split)):
+            field = f"{split}[{i}]"
+            entry = as_dict(entry, field)
+            task = as_str(member(entry, "task", field), f"{field}.task")
+            repeat_idx = as_int(member(entry, "repeat_idx", field), f"{field}.repeat_idx")
+            if repeat_idx < 0:
+                raise FieldError(
+                    f"{field}.repeat_idx", f"expected an annotation index >= 0, got {repeat_idx}"
+                )
+            _check_task(task, split, f"{field}.task")
+            parsed.append((task, repeat_idx))
+        result[split] = parsed
+    return result
+
+
+def _check_task(task: str, split: str, field: str) -> None:
+    parts = task.split("/")
+    expected = 1 if split in TEST_SPLITS else 2
+    shape = "'<trial>'" if expected == 1 else "'<task_dir>/<trial>'"
+    if len(parts) != expected or any(part in ("", ".", "..") for part in parts):
+        raise FieldError(field, f"expected {shape} for split {split}, got {short(task)}")

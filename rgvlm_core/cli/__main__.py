@@ -1,0 +1,3 @@
+from rgvlm_core.cli import main
+
+main()

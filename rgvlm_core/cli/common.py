@@ -1,0 +1,28 @@
+"""State and helpers shared by CLI commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from rgvlm_core.workspace import Workspace
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+_workspace_path: list[Path] = [Path("workspace")]
+
+
+def set_workspace_path(path: Path) -> None:
+    _workspace_path[0] = path
+
+
+def open_workspace(*, create: bool) -> Workspace:
+    return Workspace.open(_workspace_path[0], create=create)
+
+
+def print_json(value: Any) -> None:
+    """Machine-readable output: plain JSON on stdout, nothing else."""
+    print(json.dumps(value, indent=1, default=str))

@@ -1,0 +1,27 @@
+"""Store maintenance: compaction and garbage collection."""
+
+from __future__ import annotations
+
+import typer
+
+from rgvlm_core.cli.common import console, open_workspace
+from rgvlm_core.workspace import TABLES
+
+
+def compact(
+    table: list[str] = typer.Argument(None, help="Tables to compact (default: all)."),
+    gc: bool = typer.Option(True, help="Also delete superseded shards past their grace period."),
+) -> None:
+    """Merge each table's shards into one file (faster reads after many small writes)."""
+    ws = open_workspace(create=False)
+    names = table or sorted(TABLES)
+    for name in names:
+        if ws.compact(name):
+            console.print(f"compacted {name}")
+    if gc:
+        removed = ws.collect_garbage()
+        console.print(f"removed {removed} unused file(s)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(compact)

@@ -1,0 +1,154 @@
+"""Table specifications: names, column constants, Arrow schemas and schema versions.
+
+Every table carries a schema version: in its spec here, in the store's snapshot, in each Parquet
+file's name and key-value metadata. Opening a workspace whose table is newer than this code is an
+error; an older one needs an explicit migration (`MIGRATIONS`, `rgvlm migrate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+# Column names used across the core (one place, so a rename is one edit).
+TRAJECTORY_ID = "trajectory_id"
+EPISODE_ID = "episode_id"
+DATASET = "dataset"
+SPLIT = "split"
+TASK_TYPE = "task_type"
+N_SUBTASKS = "n_subtasks"
+N_STEPS = "n_steps"
+TASK_ONLY = "task_only"
+IMPORT_ID = "import_id"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One logical table: its Arrow schema, version, natural key and on-disk sort order."""
+
+    name: str
+    version: int
+    schema: pa.Schema
+    key: tuple[str, ...]
+    sort_by: tuple[str, ...]
+
+    def empty(self) -> pa.Table:
+        return self.schema.empty_table()
+
+
+TRAJECTORIES = TableSpec(
+    name="trajectories",
+    version=1,
+    schema=pa.schema(
+        [
+            (TRAJECTORY_ID, pa.string()),
+            (DATASET, pa.string()),
+            (SPLIT, pa.string()),
+            (TASK_TYPE, pa.string()),
+            ("task_id", pa.string()),
+            ("scene", pa.string()),
+            ("source_dir", pa.string()),
+            (N_STEPS, pa.int32()),
+            (N_SUBTASKS, pa.int32()),
+            ("has_frames", pa.bool_()),
+            ("features_path", pa.string()),
+            ("features_layout", pa.string()),
+            (TASK_ONLY, pa.bool_()),
+            (IMPORT_ID, pa.string()),
+        ]
+    ),
+    key=(TRAJECTORY_ID,),
+    sort_by=(TRAJECTORY_ID,),
+)
+
+EPISODES = TableSpec(
+    name="episodes",
+    version=1,
+    schema=pa.schema(
+        [
+            (EPISODE_ID, pa.string()),
+            (TRAJECTORY_ID, pa.string()),
+            (DATASET, pa.string()),
+            (SPLIT, pa.string()),
+            (TASK_TYPE, pa.string()),
+            ("repeat_idx", pa.int32()),
+            ("goal", pa.string()),
+            (N_SUBTASKS, pa.int32()),
+            (N_STEPS, pa.int32()),
+            (TASK_ONLY, pa.bool_()),
+            ("instructions", pa.list_(pa.string())),
+            (IMPORT_ID, pa.string()),
+        ]
+    ),
+    key=(EPISODE_ID,),
+    sort_by=(EPISODE_ID,),
+)
+
+SUBTASKS = TableSpec(
+    name="subtasks",
+    version=1,
+    schema=pa.schema(
+        [
+            (EPISODE_ID, pa.string()),
+            (TRAJECTORY_ID, pa.string()),
+            ("idx", pa.int32()),
+            ("kind", pa.string()),
+            ("instruction", pa.string()),
+            ("first_step", pa.int32()),
+            ("last_step", pa.int32()),
+            ("high_idxs", pa.list_(pa.int32())),
+        ]
+    ),
+    key=(EPISODE_ID, "idx"),
+    sort_by=(EPISODE_ID, "idx"),
+)
+
+STEPS = TableSpec(
+    name="steps",
+    version=1,
+    schema=pa.schema(
+        [
+            (TRAJECTORY_ID, pa.string()),
+            ("t", pa.int32()),
+            ("action", pa.string()),
+            ("high_idx", pa.int32()),
+            ("subtask_idx", pa.int32()),
+            ("frame", pa.string()),
+            ("feature_row", pa.int32()),
+            ("sparse_reward", pa.float32()),
+            ("done", pa.bool_()),
+        ]
+    ),
+    key=(TRAJECTORY_ID, "t"),
+    sort_by=(TRAJECTORY_ID, "t"),
+)
+
+IMPORTS = TableSpec(
+    name="imports",
+    version=1,
+    schema=pa.schema(
+        [
+            (IMPORT_ID, pa.string()),
+            ("source", pa.string()),
+            ("started_at", pa.timestamp("us", tz="UTC")),
+            ("finished_at", pa.timestamp("us", tz="UTC")),
+            ("trajectories", pa.int64()),
+            ("episodes", pa.int64()),
+            ("steps", pa.int64()),
+            ("skipped", pa.int64()),
+            ("refused", pa.int64()),
+            ("errors", pa.list_(pa.string())),
+        ]
+    ),
+    key=(IMPORT_ID,),
+    sort_by=("started_at",),
+)
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec for spec in (TRAJECTORIES, EPISODES, SUBTASKS, STEPS, IMPORTS)
+}
+
+# (table, from_version) -> function upgrading one Parquet file's rows to from_version + 1.
+MIGRATIONS: dict[tuple[str, int], Callable[[pa.Table], pa.Table]] = {}

@@ -1,0 +1,32 @@
+"""Shared fixtures: where the real ALFRED files are, and fresh workspaces."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_alfred_dir() -> Path:
+    """`../shared/alfred` beside the checkout, or RGVLM_SHARED_ALFRED when set."""
+    override = os.environ.get("RGVLM_SHARED_ALFRED")
+    return Path(override) if override else PROJECT_ROOT.parent / "shared" / "alfred"
+
+
+@pytest.fixture(scope="session")
+def shared_alfred() -> Path:
+    """The real ALFRED sample (read-only); tests using it skip where it is absent."""
+    root = shared_alfred_dir()
+    if not (root / "json_2.1.0").is_dir():
+        pytest.skip(
+            f"real ALFRED files not found at {root} (they live in ../shared/alfred beside the checkout)"
+        )
+    return root
+
+
+@pytest.fixture()
+def workspace_dir(tmp_path: Path) -> Path:
+    return tmp_path / "workspace"

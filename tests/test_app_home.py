@@ -1,0 +1,73 @@
+"""The dashboard's home page renders the workspace's real counts (Streamlit AppTest)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from rgvlm_core.importer import ImportConfig, import_alfred
+from rgvlm_core.workspace import Workspace
+from tests.alfred_factory import write_test_trial, write_trajectory
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _import(ws_path: Path, data: Path) -> None:
+    ws = Workspace.open(ws_path)
+    for _ in import_alfred(ws, data, ImportConfig()):
+        pass
+
+
+def _home(monkeypatch: pytest.MonkeyPatch, ws_path: Path) -> AppTest:
+    monkeypatch.setenv("RGVLM_WORKSPACE", str(ws_path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_home_page_shows_counts_and_charts_computed_from_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "alfred"
+    for i in range(3):
+        write_trajectory(data, "train", trial=f"trial_T20190101_000000_00000{i}")
+    write_trajectory(data, "valid_unseen", trial="trial_T20190101_000000_000009", n_annotations=2)
+    write_test_trial(data, "tests_unseen")
+    _import(tmp_path / "ws", data)
+
+    at = _home(monkeypatch, tmp_path / "ws")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Episodes"] == "14"
+    assert metrics["Trajectories"] == "5"
+    assert metrics["Steps"] == "32"
+    charts = at.get("plotly_chart")
+    assert len(charts) == 3
+    by_split = json.loads(charts[0].proto.spec)["data"][0]
+    assert dict(zip(by_split["x"], by_split["y"], strict=True)) == {
+        "train": 9,
+        "valid_unseen": 2,
+        "tests_unseen": 3,
+    }
+    assert any("task-only" in c.value for c in at.caption)
+
+
+def test_home_page_on_an_empty_workspace_explains_how_to_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _home(monkeypatch, tmp_path / "empty")
+    assert any("rgvlm import" in info.value for info in at.info)
+    assert not at.get("plotly_chart")
+
+
+def test_home_page_on_a_folder_that_is_not_a_workspace_shows_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "music"
+    folder.mkdir()
+    (folder / "song.mp3").write_bytes(b"\x00")
+    at = _home(monkeypatch, folder)
+    assert any("not an rgvlm workspace" in e.value for e in at.error)
