@@ -23,6 +23,18 @@ cols[2].metric("Steps", f"{counts['steps']:,}")
 cols[3].metric("Label runs", f"{counts['label_runs']:,}")
 cols[4].metric("Training runs", f"{counts['train_runs']:,}")
 
+DATASET_NAMES = {"alfred": "ALFRED", "sim": "household simulator"}
+if counts["by_dataset"]:
+    st.caption(
+        "Datasets: "
+        + ", ".join(f"{DATASET_NAMES.get(k, k)} ({v:,} episodes)" for k, v in counts["by_dataset"].items())
+        + (
+            " — the bundled sample, made by the simulator's generator"
+            if set(counts["by_dataset"]) == {"sim"}
+            else ""
+        )
+    )
+
 if counts["episodes"] == 0:
     st.info(
         "This workspace is empty. Import an ALFRED-format folder from a terminal:\n\n"

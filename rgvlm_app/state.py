@@ -8,6 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from rgvlm_core.errors import RGVLMError
+from rgvlm_core.sample import seed_if_empty
 from rgvlm_core.workspace import StoreReader, Workspace
 
 WORKSPACE_ENV = "RGVLM_WORKSPACE"
@@ -18,9 +19,11 @@ def workspace_path() -> Path:
     return Path(os.environ.get(WORKSPACE_ENV, "workspace")).resolve()
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(show_spinner="Opening the workspace…")
 def _reader(path: str) -> StoreReader:
-    return Workspace.open(Path(path), create=True).reader()
+    ws = Workspace.open(Path(path), create=True)
+    seed_if_empty(ws)  # a new workspace starts with the bundled sample dataset
+    return ws.reader()
 
 
 def store_reader() -> StoreReader | None:

@@ -94,7 +94,22 @@ ALFRED_HIGH_ACTIONS: tuple[str, ...] = (
     "NoOp",
 )
 
-VOCABULARIES: dict[str, ActionVocabulary] = {ALFRED_VOCABULARY.dataset: ALFRED_VOCABULARY}
+# The embedded simulator acts at ALFRED's subgoal level: every action names its target class.
+SIM_ACTIONS: tuple[str, ...] = (
+    "GotoLocation",
+    "PickupObject",
+    "PutObject",
+    "OpenObject",
+    "CloseObject",
+    "ToggleObject",
+    "SliceObject",
+    "HeatObject",
+    "CoolObject",
+    "CleanObject",
+)
+SIM_VOCABULARY = ActionVocabulary(dataset="sim", names=SIM_ACTIONS, takes_argument=frozenset(SIM_ACTIONS))
+
+VOCABULARIES: dict[str, ActionVocabulary] = {v.dataset: v for v in (ALFRED_VOCABULARY, SIM_VOCABULARY)}
 
 
 @dataclass(frozen=True)
@@ -109,6 +124,9 @@ class Step:
     feature_row: int | None = None
     sparse_reward: float = 0.0
     done: bool = False
+    valid: bool = True  # False: the action failed and changed nothing (simulator data)
+    progress: bool | None = None  # ground truth from the simulator: the step moved the task forward
+    state: str | None = None  # the simulator's symbolic state before the step, as JSON
 
 
 @dataclass(frozen=True)
@@ -118,9 +136,10 @@ class Subtask:
     index: int
     kind: str
     instruction: str
-    first_step: int
+    first_step: int  # -1 when the trajectory never reached this subtask
     last_step: int
     high_idxs: tuple[int, ...] = ()
+    completed: bool = True
 
 
 @dataclass(frozen=True)
@@ -145,6 +164,9 @@ class Trajectory:
     features_path: str | None = None
     features_layout: str | None = None
     task_only: bool = False
+    completed_subtasks: int | None = None  # how many subtasks the trajectory completed, when known
+    behaviour: str | None = None  # simulator data: expert, suboptimal or failed
+    condition: str | None = None  # simulator data: default or randomized initial state
 
 
 @dataclass(frozen=True)

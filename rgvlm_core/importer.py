@@ -186,6 +186,9 @@ def _trajectory_rows(trajs: Sequence[Trajectory], import_id: str) -> pa.Table:
                 "features_path": t.features_path,
                 "features_layout": t.features_layout,
                 "task_only": t.task_only,
+                "completed_subtasks": t.completed_subtasks,
+                "behaviour": t.behaviour,
+                "condition": t.condition,
                 "import_id": import_id,
             }
             for t in trajs
@@ -208,6 +211,9 @@ def _step_rows(trajs: Sequence[Trajectory]) -> pa.Table:
             cols["feature_row"].append(step.feature_row)
             cols["sparse_reward"].append(step.sparse_reward)
             cols["done"].append(step.done)
+            cols["valid"].append(step.valid)
+            cols["progress"].append(step.progress)
+            cols["state"].append(step.state)
     return pa.table(cols, schema=STEPS.schema)
 
 
@@ -246,6 +252,7 @@ def _subtask_rows(episodes: Sequence[Episode]) -> pa.Table:
                 "first_step": s.first_step,
                 "last_step": s.last_step,
                 "high_idxs": list(s.high_idxs),
+                "completed": s.completed,
             }
             for e in episodes
             for s in e.subtasks

@@ -30,3 +30,9 @@ def shared_alfred() -> Path:
 @pytest.fixture()
 def workspace_dir(tmp_path: Path) -> Path:
     return tmp_path / "workspace"
+
+
+@pytest.fixture(autouse=True)
+def _no_sample_seeding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests start from empty workspaces unless they ask for the sample (monkeypatch.delenv)."""
+    monkeypatch.setenv("RGVLM_NO_SAMPLE", "1")

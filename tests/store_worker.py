@@ -26,6 +26,9 @@ def step_rows(trajectory_id: str, n: int) -> pa.Table:
             "feature_row": [None] * n,
             "sparse_reward": [0.0] * (n - 1) + [1.0],
             "done": [False] * (n - 1) + [True],
+            "valid": [True] * n,
+            "progress": [None] * n,
+            "state": [None] * n,
         },
         schema=STEPS.schema,
     )

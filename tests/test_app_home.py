@@ -71,3 +71,15 @@ def test_home_page_on_a_folder_that_is_not_a_workspace_shows_the_error(
     (folder / "song.mp3").write_bytes(b"\x00")
     at = _home(monkeypatch, folder)
     assert any("not an rgvlm workspace" in e.value for e in at.error)
+
+
+def test_a_new_workspace_opens_on_the_bundled_sample_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RGVLM_NO_SAMPLE")
+    at = _home(monkeypatch, tmp_path / "fresh")
+    metrics = {m.label: m.value for m in at.metric}
+    sample = json.loads((ROOT / "sample_data" / "household" / "MANIFEST.json").read_text())["counts"]
+    assert metrics["Trajectories"] == str(sample["episodes"])
+    assert any("household simulator" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) == 3

@@ -115,7 +115,7 @@ def test_strict_import_exits_1_naming_the_bad_file(data: Path, tmp_path: Path) -
     ("args", "expected"),
     [
         (["import", "/nonexistent/alfred"], "no such file or folder"),
-        (["info"], "rgvlm import"),
+        (["sim", "evaluate", "--policy", "clever"], "--policy must be expert or random"),
         (["episodes", "--sort", "nonsense"], None),
     ],
 )
@@ -154,3 +154,33 @@ def test_compact_merges_shards_without_changing_counts(data: Path, tmp_path: Pat
     assert {k: v for k, v in after.items() if k != "snapshot"} == {
         k: v for k, v in before.items() if k != "snapshot"
     }
+
+
+def test_a_new_workspace_opened_by_info_starts_with_the_sample_dataset(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "RGVLM_NO_SAMPLE"}
+    result = subprocess.run(
+        [sys.executable, "-m", "rgvlm_core.cli", "-w", str(tmp_path / "new"), "info", "--json"],
+        capture_output=True, text=True, env={**env, "PYTHONPATH": str(ROOT)}, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "added the bundled sample dataset" in result.stderr
+    info = json.loads(result.stdout)
+    assert info["by_dataset"] == {"sim": info["episodes"]} and info["episodes"] > 0
+    assert set(info["by_n_subtasks"]) == {"1", "2", "3", "4", "5", "6"}
+
+
+def test_sim_generate_writes_a_dataset_that_imports(tmp_path: Path) -> None:
+    out = tmp_path / "gen"
+    result = rgvlm("sim", "generate", "--episodes", "12", "--seed", "5", "--out", str(out), "--no-frames")
+    assert result.returncode == 0, result.stderr
+    assert (out / "MANIFEST.json").is_file()
+    imported = rgvlm("-w", str(tmp_path / "ws"), "import", str(out))
+    assert imported.returncode == 0 and "imported 12 trajectories, 24 episodes" in imported.stdout
+
+
+def test_sim_evaluate_prints_the_completion_table(tmp_path: Path) -> None:
+    result = rgvlm("sim", "evaluate", "--policy", "expert", "-k", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["length"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(r["mean_completed"] == 1.0 for r in rows)

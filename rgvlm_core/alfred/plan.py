@@ -24,6 +24,7 @@ from rgvlm_core.alfred.checks import (
     str_member,
     wrong_type,
 )
+from rgvlm_core.alfred.simext import SimExtension
 from rgvlm_core.episodes import (
     ALFRED_HIGH_ACTIONS,
     ALFRED_INTERACTION,
@@ -84,15 +85,19 @@ def object_class(object_id: str) -> str:
     return parts[0]
 
 
-def parse_plan(plan: dict[str, Any]) -> Plan:
-    """Check `plan` and turn it into tokens and subtask spans (raises FieldError)."""
+def parse_plan(plan: dict[str, Any], *, sim: bool = False) -> Plan:
+    """Check `plan` and turn it into tokens and subtask spans (raises FieldError).
+
+    `sim`: the embedded simulator's plan: its low actions are subgoal-level tokens (see
+    SIM_VOCABULARY), and a failed episode may end before its last subtasks (left unreached).
+    """
     high_actions = _parse_high_pddl(list_member(plan, "high_pddl", "plan"))
     has_noop = high_actions[-1] == NOOP
     low_actions = list_member(plan, "low_actions", "plan")
     if not low_actions:
         raise FieldError("plan.low_actions", "empty array; expected at least one low-level action")
-    step_high_idxs, tokens = _parse_low_actions(low_actions, len(high_actions))
-    spans = plan_subtasks(high_actions, has_noop, step_high_idxs)
+    step_high_idxs, tokens = _parse_low_actions(low_actions, len(high_actions), sim)
+    spans = plan_subtasks(high_actions, has_noop, step_high_idxs, allow_unreached=sim)
     return Plan(high_actions, has_noop, step_high_idxs, tokens, spans)
 
 
@@ -124,7 +129,9 @@ def _parse_high_pddl(high_pddl: list[Any]) -> tuple[str, ...]:
     return tuple(actions)
 
 
-def _parse_low_actions(low_actions: list[Any], n_high: int) -> tuple[tuple[int, ...], tuple[str, ...]]:
+def _parse_low_actions(
+    low_actions: list[Any], n_high: int, sim: bool = False
+) -> tuple[tuple[int, ...], tuple[str, ...]]:
     """high_idx and token of each low action; high_idx must be non-decreasing and below n_high."""
     high_idxs: list[int] = []
     tokens: list[str] = []
@@ -143,7 +150,9 @@ def _parse_low_actions(low_actions: list[Any], n_high: int) -> tuple[tuple[int, 
                 f"plan.low_actions[{t}].discrete_action",
             )
         name = discrete.get("action")
-        if type(name) is str and name in _NAVIGATION:
+        if sim:
+            tokens.append(_sim_token(discrete, t))
+        elif type(name) is str and name in _NAVIGATION:
             tokens.append(name)
         elif type(name) is str and name in _INTERACTION:
             tokens.append(_interaction_token(low, name, t))
@@ -188,8 +197,26 @@ def _interaction_token(low: dict[str, Any], name: str, t: int) -> str:
     return token
 
 
+def _sim_token(discrete: dict[str, Any], t: int) -> str:
+    from rgvlm_core.sim.world import ACTION_INDEX
+
+    field = f"plan.low_actions[{t}].discrete_action"
+    args = discrete.get("args")
+    name = discrete.get("action")
+    token = f"{name}({args[0]})" if type(args) is list and len(args) == 1 else repr(discrete)
+    if token not in ACTION_INDEX:
+        raise FieldError(
+            field, f"unknown simulator action {short(token)}; expected e.g. GotoLocation(Fridge)"
+        )
+    return token
+
+
 def plan_subtasks(
-    high_actions: Sequence[str], has_noop: bool, step_high_idxs: Sequence[int]
+    high_actions: Sequence[str],
+    has_noop: bool,
+    step_high_idxs: Sequence[int],
+    *,
+    allow_unreached: bool = False,
 ) -> tuple[SubtaskSpan, ...]:
     """Merge subgoals into subtasks and find each subtask's steps.
 
@@ -197,7 +224,9 @@ def plan_subtasks(
     the subtask's kind. The terminal NoOp is no subtask and may own no low action.
     A trailing GotoLocation run (no manipulation after it before the NoOp or the end) is merged into
     the PREVIOUS subtask, whose steps then run to the end; a plan of GotoLocations only is refused.
-    A subtask whose merged subgoals own no low action at all is refused.
+    A subtask whose merged subgoals own no low action at all is refused, except, with
+    `allow_unreached`, trailing subtasks after the last step (an episode that stopped early):
+    their span is (-1, -1).
     """
     end = len(high_actions) - (1 if has_noop else 0)
     groups: list[tuple[str, list[int]]] = []
@@ -228,7 +257,11 @@ def plan_subtasks(
         if first[index] < 0:
             first[index] = t
         last[index] = t
-    for index, (kind, idxs) in enumerate(groups):
+    reached = len(groups)
+    if allow_unreached:
+        while reached > 1 and first[reached - 1] < 0:
+            reached -= 1
+    for index, (kind, idxs) in enumerate(groups[:reached]):
         if first[index] < 0:
             raise FieldError(
                 f"plan.high_pddl[{idxs[0]}]",
@@ -239,15 +272,40 @@ def plan_subtasks(
 
 
 def build_steps(
-    plan: Plan, frames: Sequence[str | None] | None, feature_rows: Sequence[int] | None
+    plan: Plan,
+    frames: Sequence[str | None] | None,
+    feature_rows: Sequence[int] | None,
+    sim: SimExtension | None = None,
 ) -> tuple[Step, ...]:
-    """One Step per low action, with sparse reward 1.0 on each subtask's last step."""
+    """One Step per low action, with sparse reward 1.0 on each subtask's last step.
+
+    Simulator data carries its own completion-based rewards (a failed episode's unfinished subtask
+    earns nothing) and per-step validity, progress and state.
+    """
     n = len(plan.tokens)
     subtask_of_step = [0] * n
     rewarded = set()
     for index, (_, first, last, _) in enumerate(plan.spans):
+        if first < 0:
+            continue
         subtask_of_step[first : last + 1] = [index] * (last - first + 1)
         rewarded.add(last)
+    if sim is not None:
+        return tuple(
+            Step(
+                t=t,
+                action=plan.tokens[t],
+                high_idx=plan.step_high_idxs[t],
+                subtask_index=subtask_of_step[t],
+                frame=frames[t] if frames is not None else None,
+                sparse_reward=float(sim.rewards[t]),
+                done=t == n - 1,
+                valid=sim.valid[t],
+                progress=sim.progress[t],
+                state=sim.states[t],
+            )
+            for t in range(n)
+        )
     return tuple(
         Step(
             t=t,

@@ -31,6 +31,8 @@ from rgvlm_core.alfred.checks import (
 )
 from rgvlm_core.alfred.observations import observe
 from rgvlm_core.alfred.plan import Plan, build_steps, parse_plan
+from rgvlm_core.alfred.simext import KEY as SIM_KEY
+from rgvlm_core.alfred.simext import parse_sim_extension
 from rgvlm_core.alfred.splits import (
     TEST_SPLITS,
     check_splits,
@@ -46,6 +48,7 @@ from rgvlm_core.errors import DataFormatError, UsageError
 log = logging.getLogger(__name__)
 
 DATASET = "alfred"
+SIM_DATASET = "sim"
 REQUIRED_KEYS: tuple[str, ...] = ("images", "plan", "scene", "task_id", "task_type", "turk_annotations")
 TEST_REQUIRED_KEYS: tuple[str, ...] = ("task_id", "turk_annotations")
 # Exceptions that malformed data can provoke in parsing code; they are reported, not raised.
@@ -140,9 +143,11 @@ def _parse_document(
         member(doc, key)
     trial_dir = path.parent
     name = f"{split}/{trial_dir.name}" if task_only else f"{split}/{trial_dir.parent.name}/{trial_dir.name}"
+    is_sim = SIM_KEY in doc and not task_only
+    dataset = SIM_DATASET if is_sim else DATASET
     trajectory = Trajectory(
-        id=f"{DATASET}:{name}",
-        dataset=DATASET,
+        id=f"{dataset}:{name}",
+        dataset=dataset,
         split=split,
         task_type=None if task_only else _task_type(doc),
         task_id=str_member(doc, "task_id"),
@@ -153,13 +158,20 @@ def _parse_document(
     plan = None
     if not task_only:
         section[0] = "plan"
-        plan = parse_plan(dict_member(doc, "plan"))
+        plan = parse_plan(dict_member(doc, "plan"), sim=is_sim)
+        sim = None
+        if is_sim:
+            section[0] = SIM_KEY
+            sim = parse_sim_extension(doc[SIM_KEY], len(plan.tokens), len(plan.spans))
         section[0] = "images"
         seen = observe(list_member(doc, "images"), len(plan.tokens), trial_dir, source)
         trajectory = replace(
             trajectory,
-            steps=build_steps(plan, seen.frames, seen.feature_rows),
+            steps=build_steps(plan, seen.frames, seen.feature_rows, sim),
             subtask_spans=plan.spans,
+            completed_subtasks=sim.completed if sim else len(plan.spans),
+            behaviour=sim.behaviour if sim else None,
+            condition=sim.condition if sim else None,
             has_frames=seen.frames is not None,
             features_path=seen.features_path,
             features_layout=seen.features_layout,
@@ -237,6 +249,7 @@ def _episode(ann: Any, r: int, trajectory: Trajectory, plan: Plan | None) -> Epi
                 first_step=first,
                 last_step=last,
                 high_idxs=high_idxs,
+                completed=trajectory.completed_subtasks is None or index < trajectory.completed_subtasks,
             )
             for index, (kind, first, last, high_idxs) in enumerate(plan.spans)
         )

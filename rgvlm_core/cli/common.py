@@ -19,8 +19,21 @@ def set_workspace_path(path: Path) -> None:
     _workspace_path[0] = path
 
 
-def open_workspace(*, create: bool) -> Workspace:
-    return Workspace.open(_workspace_path[0], create=create)
+def open_workspace(*, create: bool, seed: bool = True) -> Workspace:
+    """Open the chosen workspace; a new, never-imported one is seeded with the sample dataset."""
+    ws = Workspace.open(_workspace_path[0], create=create)
+    if seed:
+        from rgvlm_core.sample import seed_if_empty
+
+        summary = seed_if_empty(ws)
+        if summary is not None:
+            err_console.print(
+                f"new workspace {ws.root}: added the bundled sample dataset ({summary.episodes} episodes); "
+                "set RGVLM_NO_SAMPLE=1 to start empty",
+                markup=False,
+                soft_wrap=True,
+            )
+    return ws
 
 
 def print_json(value: Any) -> None:

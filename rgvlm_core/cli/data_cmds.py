@@ -35,7 +35,7 @@ def import_(
         from rgvlm_core.errors import RGVLMError
 
         raise RGVLMError(f"{path}: no such file or folder")
-    ws = open_workspace(create=True)
+    ws = open_workspace(create=True, seed=False)
     config = ImportConfig(
         splits=tuple(split) if split else None,
         limit=limit,
@@ -82,7 +82,7 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print one JSON obje
     """Counts of what the workspace holds."""
     from rgvlm_core.catalog import workspace_counts
 
-    ws = open_workspace(create=False)
+    ws = open_workspace(create=True)
     reader = ws.reader()
     counts = workspace_counts(reader)
     reader.close()
@@ -125,7 +125,7 @@ def episodes(
     """List episodes with their task type, split, number of subtasks and steps."""
     from rgvlm_core.catalog import EpisodeFilter, list_episodes
 
-    ws = open_workspace(create=False)
+    ws = open_workspace(create=True)
     flt = EpisodeFilter(
         splits=tuple(split or ()),
         task_types=tuple(task_type or ()),

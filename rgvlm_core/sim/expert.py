@@ -39,9 +39,18 @@ def _subtask(s: State, sub: SubtaskSpec) -> list[str]:
     if sub.kind == "Pickup":
         return _get(s, sub.obj, sub.flags, sub.content, prefer_unmoved=True)
     if sub.kind == "Put":
-        steps = _ensure_holding(s, sub.obj, sub.flags, sub.content)
-        s2 = _run(s, steps)
-        return steps + _put(s2, sub.target or "")
+        steps: list[str] = []
+        for _ in range(sub.count):  # a count-2 Put may need two trips (e.g. after one was taken back)
+            if is_done(s, sub):
+                break
+            # objects already counted for this Put stay where they are
+            placed = {i for i, o in enumerate(s.objects) if o.moved and _in_target(s, i, sub)}
+            fetch = _get(s, sub.obj, sub.flags, sub.content, prefer_unmoved=False, exclude=placed)
+            s = _run(s, fetch)
+            put = _put(s, sub.target or "")
+            s = _run(s, put)
+            steps += fetch + put
+        return steps
     if sub.kind == "Toggle":
         return [*_goto(s, sub.obj), f"ToggleObject({sub.obj})"]
     if sub.kind == "Slice":
@@ -105,24 +114,57 @@ def _find(s: State, cls: str, ok: object, *, prefer_unmoved: bool = True) -> str
 
 
 def _get(
-    s: State, cls: str, flags: tuple[str, ...], content: str | None, *, prefer_unmoved: bool
+    s: State,
+    cls: str,
+    flags: tuple[str, ...],
+    content: str | None,
+    *,
+    prefer_unmoved: bool,
+    exclude: frozenset[int] | set[int] = frozenset(),
 ) -> list[str]:
-    """Free the hands if needed, then go and pick up a matching object."""
+    """Free the hands if needed, then go and pick up a matching object (not one in `exclude`)."""
     if s.held is not None and _matches(s, s.held, cls, flags, content):
         return []
     steps = _drop(s)
     s2 = _run(s, steps)
-    where = _find(s2, cls, lambda i: _matches(s2, i, cls, flags, content), prefer_unmoved=prefer_unmoved)
+    where = _find(
+        s2,
+        cls,
+        lambda i: i not in exclude and _matches(s2, i, cls, flags, content),
+        prefer_unmoved=prefer_unmoved,
+    )
     steps += _reach(s2, where)
     s3 = _run(s2, _reach(s2, where))
-    chosen = pickup_choice(s3, cls)
-    if chosen is None or not _matches(s3, chosen, cls, flags, content):
-        raise PlanningError(f"picking up {cls} at {where} would not take the wanted one")
+    for _ in range(len(s3.objects)):
+        chosen = pickup_choice(s3, cls)
+        if chosen is None:
+            raise PlanningError(f"no {cls} reachable at {where}")
+        if chosen not in exclude and _matches(s3, chosen, cls, flags, content):
+            break
+        # another object of the class would be taken first: move it aside, then come back
+        aside = [f"PickupObject({cls})"]
+        s4 = _run(s3, aside)
+        aside += _drop(s4, avoid=where)
+        s4 = _run(s3, aside)
+        aside += _reach(s4, where)
+        s3 = _run(s3, aside)
+        steps += aside
+    else:
+        raise PlanningError(f"could not reach a wanted {cls} at {where}")
     return [*steps, f"PickupObject({cls})"]
 
 
 def _ensure_holding(s: State, cls: str, flags: tuple[str, ...], content: str | None) -> list[str]:
     return _get(s, cls, flags, content, prefer_unmoved=False)
+
+
+def _in_target(s: State, i: int, sub: SubtaskSpec) -> bool:
+    obj = s.objects[i]
+    if obj.cls != sub.obj or not obj.has(sub.flags) or s.where(i) == HELD:
+        return False
+    if sub.target in MOVABLE:
+        return obj.inside >= 0 and s.objects[obj.inside].cls == sub.target
+    return obj.inside < 0 and obj.loc == sub.target
 
 
 def _ensure_knife(s: State) -> list[str]:
@@ -141,13 +183,17 @@ def _put(s: State, target: str) -> list[str]:
     return [*_reach(s, target), f"PutObject({target})"]
 
 
-def _drop(s: State) -> list[str]:
+def _drop(s: State, avoid: str | None = None) -> list[str]:
     """Put down what the agent holds at the first fitting place without another of its class."""
     if s.held is None:
         return []
     cls = s.objects[s.held].cls
     occupied = {s.where(i) for i, o in enumerate(s.objects) if o.cls == cls and i != s.held}
-    places = [loc for loc in s.locations if loc not in LAMPS and fits(cls, loc) and loc not in occupied]
+    places = [
+        loc
+        for loc in s.locations
+        if loc not in LAMPS and fits(cls, loc) and loc not in occupied and loc != avoid
+    ]
     if s.agent in places:
         places.remove(s.agent)
         places.insert(0, s.agent)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
-
 from rgvlm_core.sim.catalog import words
 
 Phrasing = Literal["seen", "unseen"]
@@ -158,10 +156,9 @@ GOAL_PHRASES: dict[str, tuple[str, ...]] = {
 PREFIX_GOAL = ("{steps}.", "First {steps}.", "Your task: {steps}.", "In order: {steps}.", "Please {steps}.")
 
 
-def pick(options: tuple[str, ...], phrasing: Phrasing, rng: np.random.Generator) -> str:
-    """One phrasing from the seen or the held-out part of a list."""
-    pool = options[:-HELD_OUT] if phrasing == "seen" else options[-HELD_OUT:]
-    return pool[int(rng.integers(len(pool)))]
+def phrasings(options: tuple[str, ...], phrasing: Phrasing) -> tuple[str, ...]:
+    """The seen part of a list of phrasings, or its held-out part (for evaluation only)."""
+    return options[:-HELD_OUT] if phrasing == "seen" else options[-HELD_OUT:]
 
 
 def name(cls: str, sliced: bool = False) -> str:

@@ -33,7 +33,7 @@ from rgvlm_core.sim.language import (
     Phrasing,
     article,
     name,
-    pick,
+    phrasings,
     plural,
 )
 from rgvlm_core.sim.world import HELD, State
@@ -211,12 +211,38 @@ def bindings(room: str, task_type: str, sliced: bool) -> list[Binding]:
     return out
 
 
-def instruction(sub: SubtaskSpec, phrasing: Phrasing, rng: np.random.Generator) -> str:
-    template = pick(SUBTASK_PHRASES[sub.kind], phrasing, rng)
+def instruction_variants(sub: SubtaskSpec, phrasing: Phrasing) -> list[str]:
+    """Every instruction the seen (or held-out) phrasings give for this subtask."""
     obj = name(sub.obj, "sliced" in sub.flags)
     if sub.content:
         obj = f"{name(sub.obj)} with the {name(sub.content)}"
-    return template.format(o=obj, r=name(sub.target or sub.obj))
+    return [
+        t.format(o=obj, r=name(sub.target or sub.obj)) for t in phrasings(SUBTASK_PHRASES[sub.kind], phrasing)
+    ]
+
+
+def instruction(sub: SubtaskSpec, phrasing: Phrasing, rng: np.random.Generator) -> str:
+    options = instruction_variants(sub, phrasing)
+    return options[int(rng.integers(len(options)))]
+
+
+def goal_variants(
+    task_type: str, b: Binding, texts: list[str], full: bool, sliced: bool, phrasing: Phrasing
+) -> list[str]:
+    """Every goal sentence the phrasings give: the type's own for a whole chain, else its steps in order."""
+    if full:
+        o = name(b.o, sliced)
+        fields = {
+            "o": o,
+            "a_o": article(o),
+            "os": plural(o),
+            "r": name(b.lamp or b.r),
+            "a_m": article(name(b.m or "")),
+        }
+        return [t.format(**fields) for t in phrasings(GOAL_PHRASES[task_type], phrasing)]
+    steps = ", then ".join(t.rstrip(".")[0].lower() + t.rstrip(".")[1:] for t in texts)
+    out = [t.format(steps=steps) for t in phrasings(PREFIX_GOAL, phrasing)]
+    return [text[0].upper() + text[1:] for text in out]
 
 
 def goal(
@@ -228,16 +254,16 @@ def goal(
     phrasing: Phrasing,
     rng: np.random.Generator,
 ) -> str:
-    """The task's goal sentence: the type's own phrasing for a whole chain, else its steps in order."""
-    if full:
-        o = name(b.o, sliced)
-        return pick(GOAL_PHRASES[task_type], phrasing, rng).format(
-            o=o,
-            a_o=article(o),
-            os=plural(o),
-            r=name(b.lamp or b.r),
-            a_m=article(name(b.m or "")),
-        )
-    steps = ", then ".join(t.rstrip(".")[0].lower() + t.rstrip(".")[1:] for t in texts)
-    text = pick(PREFIX_GOAL, phrasing, rng).format(steps=steps)
-    return text[0].upper() + text[1:]
+    options = goal_variants(task_type, b, texts, full, sliced, phrasing)
+    return options[int(rng.integers(len(options)))]
+
+
+def paraphrase(task: Task, phrasing: Phrasing, rng: np.random.Generator) -> tuple[str, tuple[str, ...]]:
+    """Another annotation of the same task: a goal and instructions drawn again from the phrasings."""
+    p = task.params
+    b = Binding(str(p["object_target"]), str(p["parent_target"]), str(p["mrecep_target"]) or None,
+                str(p["toggle_target"]) or None)  # fmt: skip
+    sliced = bool(p["object_sliced"])
+    texts = [instruction(sub, phrasing, rng) for sub in task.subtasks]
+    full = len(task.subtasks) == chain_lengths(task.task_type)[int(sliced)]
+    return goal(task.task_type, b, texts, full, sliced, phrasing, rng), tuple(texts)

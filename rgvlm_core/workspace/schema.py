@@ -56,6 +56,9 @@ TRAJECTORIES = TableSpec(
             ("features_path", pa.string()),
             ("features_layout", pa.string()),
             (TASK_ONLY, pa.bool_()),
+            ("completed_subtasks", pa.int32()),
+            ("behaviour", pa.string()),
+            ("condition", pa.string()),
             (IMPORT_ID, pa.string()),
         ]
     ),
@@ -99,6 +102,7 @@ SUBTASKS = TableSpec(
             ("first_step", pa.int32()),
             ("last_step", pa.int32()),
             ("high_idxs", pa.list_(pa.int32())),
+            ("completed", pa.bool_()),
         ]
     ),
     key=(EPISODE_ID, "idx"),
@@ -119,6 +123,9 @@ STEPS = TableSpec(
             ("feature_row", pa.int32()),
             ("sparse_reward", pa.float32()),
             ("done", pa.bool_()),
+            ("valid", pa.bool_()),
+            ("progress", pa.bool_()),
+            ("state", pa.string()),
         ]
     ),
     key=(TRAJECTORY_ID, "t"),

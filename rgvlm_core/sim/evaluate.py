@@ -1,0 +1,208 @@
+"""The evaluation harness: proportion of subtasks completed on tasks of 1..6 subtasks (the paper's metric).
+
+`evaluate(policy, config)` yields one `EpisodeResult` per episode; `summarize` turns the rows into one
+row per condition and task length with the mean proportion of subtasks completed, its 95% confidence
+interval and the success rate. Every episode's seed comes from (config.seed, length, episode index)
+alone, so every policy meets the same tasks and rooms, and the two conditions share their base tasks
+(the randomised condition then moves the agent and the objects).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from rgvlm_core.errors import UsageError
+from rgvlm_core.sim.env import CONDITIONS, PHRASINGS, HouseholdEnv
+from rgvlm_core.sim.tasks import MAX_SUBTASKS
+
+logger = logging.getLogger(__name__)
+
+Policy = Callable[[dict[str, Any], np.ndarray], int]  # (observation, action mask) -> action index
+POLICY_NAMES: tuple[str, ...] = ("expert", "random")
+Z_95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to evaluate on. Paper: proportion of task completion for tasks of 1 to 6 subtasks, also
+    under randomised initial states (docs/paper.md)."""
+
+    lengths: tuple[int, ...] = field(
+        default=(1, 2, 3, 4, 5, 6), metadata={"help": "Task lengths (subtasks per task) to evaluate."}
+    )
+    episodes_per_length: int = field(default=100, metadata={"help": "Episodes (tasks) per task length."})
+    condition: Literal["default", "randomized"] = field(
+        default="default",
+        metadata={"help": "Initial states: the scene's default, or randomised agent start and placements."},
+    )
+    seed: int = field(default=0, metadata={"help": "Seed from which every episode's seed is derived."})
+    phrasing: Literal["seen", "unseen"] = field(
+        default="unseen",
+        metadata={"help": "Instruction phrasings: 'unseen' = held out from training data (evaluation)."},
+    )
+
+    def __post_init__(self) -> None:
+        lengths = tuple(self.lengths)
+        if not lengths or any(not _is_int(n) or not 1 <= n <= MAX_SUBTASKS for n in lengths):
+            raise UsageError(f"lengths={self.lengths!r}: give task lengths from 1 to {MAX_SUBTASKS}")
+        if len(set(lengths)) != len(lengths):
+            raise UsageError(f"lengths={self.lengths!r}: give each task length once")
+        object.__setattr__(self, "lengths", tuple(int(n) for n in lengths))
+        if not _is_int(self.episodes_per_length) or self.episodes_per_length < 1:
+            raise UsageError(f"episodes_per_length={self.episodes_per_length!r}: give a positive integer")
+        if self.condition not in CONDITIONS:
+            raise UsageError(f"condition={self.condition!r}: use 'default' or 'randomized'")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise UsageError(f"seed={self.seed!r}: give a non-negative integer")
+        if self.phrasing not in PHRASINGS:
+            raise UsageError(f"phrasing={self.phrasing!r}: use 'seen' or 'unseen'")
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    """One evaluated episode. `seed` is the episode's own reset seed (see `episode_seed`)."""
+
+    length: int
+    episode: int
+    task_type: str
+    room: str
+    goal: str
+    n_subtasks: int
+    completed: int
+    success: bool
+    steps: int
+    condition: str
+    seed: int
+
+    @property
+    def proportion(self) -> float:
+        """Proportion of the task's subtasks completed."""
+        return self.completed / self.n_subtasks
+
+
+def episode_seed(seed: int, length: int, episode: int) -> int:
+    """The reset seed of episode `episode` of length `length`: a function of the three numbers only."""
+    return int(np.random.SeedSequence([seed, length, episode]).generate_state(1, np.uint32)[0])
+
+
+def expert_policy(env: HouseholdEnv) -> Policy:
+    """A policy that follows `env.expert_plan()` (the env being evaluated must be this one)."""
+    unwrapped = env.unwrapped
+    if not isinstance(unwrapped, HouseholdEnv):
+        raise UsageError(f"expert_policy needs a HouseholdEnv, got {type(unwrapped).__name__}")
+
+    def act(observation: dict[str, Any], action_mask: np.ndarray) -> int:
+        remaining = unwrapped.expert_plan()
+        return remaining[0] if remaining else int(np.flatnonzero(action_mask)[0])
+
+    return act
+
+
+def random_policy(rng: np.random.Generator) -> Policy:
+    """A policy that picks uniformly among the valid actions."""
+
+    def act(observation: dict[str, Any], action_mask: np.ndarray) -> int:
+        valid = np.flatnonzero(action_mask)
+        return int(valid[rng.integers(len(valid))])
+
+    return act
+
+
+def evaluate(
+    policy: Policy | str, config: EvalConfig, *, env: HouseholdEnv | None = None
+) -> Iterator[EpisodeResult]:
+    """Run `config.episodes_per_length` episodes per length, yielding each result as it ends.
+
+    `policy` is a callable, or "expert" / "random" (the random policy's generator is seeded per
+    episode, so its rows do not depend on which episodes ran before). Pass `env` to evaluate a policy
+    built on that env (e.g. `expert_policy(env)`); its phrasing must be the config's.
+    """
+    if env is None:
+        env = HouseholdEnv(phrasing=config.phrasing)
+    elif env.phrasing != config.phrasing:
+        raise UsageError(
+            f"the env uses {env.phrasing!r} phrasing but the config asks for {config.phrasing!r}"
+        )
+    if not callable(policy) and policy not in POLICY_NAMES:
+        raise UsageError(f"policy={policy!r}: use one of {list(POLICY_NAMES)} or a callable")
+    for length in config.lengths:
+        for episode in range(config.episodes_per_length):
+            seed = episode_seed(config.seed, length, episode)
+            act = _resolve(policy, env, seed)
+            result = run_episode(env, act, length, episode, config.condition, seed)
+            logger.debug("eval episode %s/%s: %s/%s", length, episode, result.completed, result.n_subtasks)
+            yield result
+
+
+def _resolve(policy: Policy | str, env: HouseholdEnv, seed: int) -> Policy:
+    if not isinstance(policy, str):
+        return policy
+    if policy == "expert":
+        return expert_policy(env)
+    return random_policy(np.random.default_rng([seed, 1]))
+
+
+def run_episode(
+    env: HouseholdEnv, policy: Policy, length: int, episode: int, condition: str, seed: int
+) -> EpisodeResult:
+    """One episode of `length` subtasks from reset seed `seed`, until termination or truncation."""
+    obs, info = env.reset(seed=seed, options={"n_subtasks": length, "condition": condition})
+    steps, ended = 0, False
+    while not ended:
+        obs, _, terminated, truncated, info = env.step(policy(obs, info["action_mask"]))
+        steps += 1
+        ended = terminated or truncated
+    task = env.task
+    return EpisodeResult(
+        length=length,
+        episode=episode,
+        task_type=task.task_type,
+        room=task.room,
+        goal=task.goal,
+        n_subtasks=len(task),
+        completed=int(info["subtask_index"]),
+        success=info["subtask_index"] == len(task),
+        steps=steps,
+        condition=condition,
+        seed=seed,
+    )
+
+
+def summarize(results: Iterable[EpisodeResult]) -> list[dict[str, Any]]:
+    """One row per (condition, length): n, mean proportion of subtasks completed, 95% CI, success rate.
+
+    Keys: condition, length, n, mean_completed, ci95 (low, high), success_rate.
+
+    The CI is the normal approximation mean +/- 1.96 * s / sqrt(n) (s: sample standard deviation,
+    ddof=1; 0 for a single episode), clipped to [0, 1].
+    """
+    groups: dict[tuple[str, int], list[EpisodeResult]] = defaultdict(list)
+    for r in results:
+        groups[(r.condition, r.length)].append(r)
+    rows = []
+    for (condition, length), rs in sorted(groups.items()):
+        p = np.array([r.proportion for r in rs], dtype=np.float64)
+        mean = float(p.mean())
+        half = Z_95 * float(p.std(ddof=1)) / math.sqrt(len(p)) if len(p) > 1 else 0.0
+        rows.append(
+            {
+                "condition": condition,
+                "length": length,
+                "n": len(rs),
+                "mean_completed": mean,
+                "ci95": (max(0.0, mean - half), min(1.0, mean + half)),
+                "success_rate": sum(r.success for r in rs) / len(rs),
+            }
+        )
+    return rows
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
