@@ -36,3 +36,11 @@ def workspace_dir(tmp_path: Path) -> Path:
 def _no_sample_seeding(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests start from empty workspaces unless they ask for the sample (monkeypatch.delenv)."""
     monkeypatch.setenv("RGVLM_NO_SAMPLE", "1")
+
+
+@pytest.fixture()
+def sample_ws(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A workspace holding the bundled sample dataset (no label runs)."""
+    from tests.labeling_support import sample_workspace
+
+    return sample_workspace(tmp_path, tmp_path_factory.getbasetemp())

@@ -160,8 +160,11 @@ def test_a_new_workspace_opened_by_info_starts_with_the_sample_dataset(tmp_path:
     env = {k: v for k, v in os.environ.items() if k != "RGVLM_NO_SAMPLE"}
     result = subprocess.run(
         [sys.executable, "-m", "rgvlm_core.cli", "-w", str(tmp_path / "new"), "info", "--json"],
-        capture_output=True, text=True, env={**env, "PYTHONPATH": str(ROOT)}, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "added the bundled sample dataset" in result.stderr
     info = json.loads(result.stdout)

@@ -72,8 +72,14 @@ def test_held_out_instructions_never_appear_in_generated_data(tmp_path: Path) ->
                 assert text not in instruction_variants(spec, "unseen")
                 checked += 1
             p = doc["pddl_params"]
-            b = Binding(p["object_target"], p["parent_target"], p["mrecep_target"] or None,
-                        p["toggle_target"] or None, "Knife", "CounterTop")  # fmt: skip
+            b = Binding(
+                p["object_target"],
+                p["parent_target"],
+                p["mrecep_target"] or None,
+                p["toggle_target"] or None,
+                "Knife",
+                "CounterTop",
+            )
             sliced = bool(p["object_sliced"])
             full = len(subs) == len(chain(doc["task_type"], sliced, b))
             texts = list(ann["high_descs"])

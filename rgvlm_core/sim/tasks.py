@@ -261,8 +261,12 @@ def goal(
 def paraphrase(task: Task, phrasing: Phrasing, rng: np.random.Generator) -> tuple[str, tuple[str, ...]]:
     """Another annotation of the same task: a goal and instructions drawn again from the phrasings."""
     p = task.params
-    b = Binding(str(p["object_target"]), str(p["parent_target"]), str(p["mrecep_target"]) or None,
-                str(p["toggle_target"]) or None)  # fmt: skip
+    b = Binding(
+        str(p["object_target"]),
+        str(p["parent_target"]),
+        str(p["mrecep_target"]) or None,
+        str(p["toggle_target"]) or None,
+    )
     sliced = bool(p["object_sliced"])
     texts = [instruction(sub, phrasing, rng) for sub in task.subtasks]
     full = len(task.subtasks) == chain_lengths(task.task_type)[int(sliced)]

@@ -153,8 +153,140 @@ IMPORTS = TableSpec(
     sort_by=("started_at",),
 )
 
+_UTC = pa.timestamp("us", tz="UTC")
+RUN_ID = "run_id"
+
+PROMPTS = TableSpec(
+    name="prompts",
+    version=1,
+    schema=pa.schema(
+        [
+            ("prompt_id", pa.string()),
+            ("stage1_system", pa.string()),
+            ("stage1_user", pa.string()),
+            ("frame_label", pa.string()),
+            ("stage2_system", pa.string()),
+            ("stage2_user", pa.string()),
+            ("repair", pa.string()),
+            ("parent", pa.string()),
+            ("note", pa.string()),
+            ("created_at", pa.string()),
+        ]
+    ),
+    key=("prompt_id",),
+    sort_by=("prompt_id",),
+)
+
+LABEL_RUNS = TableSpec(
+    name="label_runs",
+    version=1,
+    schema=pa.schema(
+        [
+            (RUN_ID, pa.string()),
+            ("labeller", pa.string()),
+            ("backend", pa.string()),
+            ("model", pa.string()),
+            ("prompt_id", pa.string()),
+            ("unit", pa.string()),
+            ("settings", pa.string()),  # JSON: everything that made the labels (no secrets)
+            ("filters", pa.string()),  # JSON: which episodes
+            ("command", pa.string()),
+            ("versions", pa.string()),  # JSON: package versions
+            ("created_at", _UTC),
+        ]
+    ),
+    key=(RUN_ID,),
+    sort_by=("created_at",),
+)
+
+LABELS = TableSpec(
+    name="labels",
+    version=1,
+    schema=pa.schema(
+        [
+            (RUN_ID, pa.string()),
+            (EPISODE_ID, pa.string()),
+            ("t", pa.int32()),
+            ("segment_id", pa.string()),
+            ("score", pa.int8()),  # null when the segment failed
+            ("reward", pa.float32()),  # score / 10
+            ("status", pa.string()),  # ok | failed
+            ("reason", pa.string()),
+        ]
+    ),
+    key=(RUN_ID, EPISODE_ID, "t"),
+    sort_by=(RUN_ID, EPISODE_ID, "t"),
+)
+
+ANALYSES = TableSpec(
+    name="analyses",
+    version=1,
+    schema=pa.schema(
+        [
+            (RUN_ID, pa.string()),
+            (EPISODE_ID, pa.string()),
+            ("segment_id", pa.string()),
+            ("first_step", pa.int32()),
+            ("last_step", pa.int32()),
+            ("status", pa.string()),
+            ("error", pa.string()),
+            ("analysis", pa.string()),  # stage-one text
+            ("raw", pa.string()),  # stage-two answer as received
+            ("prompt_tokens", pa.int64()),
+            ("completion_tokens", pa.int64()),
+            ("latency_s", pa.float64()),
+            ("calls", pa.int32()),
+            ("cost", pa.float64()),
+            ("cache_key", pa.string()),
+            ("cached", pa.bool_()),
+            ("created_at", _UTC),
+        ]
+    ),
+    key=(RUN_ID, EPISODE_ID, "segment_id"),
+    sort_by=(RUN_ID, EPISODE_ID, "segment_id"),
+)
+
+LABEL_CACHE = TableSpec(
+    name="label_cache",
+    version=1,
+    schema=pa.schema([("cache_key", pa.string()), ("label", pa.string()), ("created_at", _UTC)]),
+    key=("cache_key",),
+    sort_by=("cache_key",),
+)
+
+OVERRIDES = TableSpec(
+    name="overrides",
+    version=1,
+    schema=pa.schema(
+        [
+            (RUN_ID, pa.string()),
+            (EPISODE_ID, pa.string()),
+            ("t", pa.int32()),
+            ("score", pa.int8()),
+            ("reason", pa.string()),
+            ("author", pa.string()),
+            ("created_at", _UTC),
+        ]
+    ),
+    key=(RUN_ID, EPISODE_ID, "t", "created_at"),
+    sort_by=(RUN_ID, EPISODE_ID, "t", "created_at"),
+)
+
 TABLES: dict[str, TableSpec] = {
-    spec.name: spec for spec in (TRAJECTORIES, EPISODES, SUBTASKS, STEPS, IMPORTS)
+    spec.name: spec
+    for spec in (
+        TRAJECTORIES,
+        EPISODES,
+        SUBTASKS,
+        STEPS,
+        IMPORTS,
+        PROMPTS,
+        LABEL_RUNS,
+        LABELS,
+        ANALYSES,
+        LABEL_CACHE,
+        OVERRIDES,
+    )
 }
 
 # (table, from_version) -> function upgrading one Parquet file's rows to from_version + 1.

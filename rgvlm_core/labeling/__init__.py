@@ -1,0 +1,1 @@
+"""RG-VLM labelling: prompts, labellers (two-stage LVLM, reference, CLIP), backends, rewards, label runs."""

@@ -1,0 +1,159 @@
+"""Building the two RG-VLM queries of a segment: frames chosen, tagged and encoded; prompts rendered.
+
+Pure functions over a segment and a prompt version (plus reading frame files), so the exact
+messages a model receives can be tested and previewed in the dashboard.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rgvlm_core.labeling.backends.base import ChatRequest, ImagePart, Message, TextPart
+from rgvlm_core.labeling.prompts import PromptVersion, render
+from rgvlm_core.labeling.types import SCORE_MAX, SCORE_MIN, Segment
+
+END_OF_SEGMENT = "none (the scene after the segment's last action)"
+
+
+@dataclass(frozen=True)
+class FrameChoice:
+    """A frame to send: which step it shows (before `action`), and its file."""
+
+    t: int
+    action: str
+    path: str
+
+
+@dataclass(frozen=True)
+class QueryConfig:
+    """How queries are built (paper defaults where the paper is silent: see docs/paper.md)."""
+
+    max_frames: int = 16  # frames per stage-one query, evenly subsampled, first and last always kept
+    max_side: int = 336  # longest side of a frame in pixels; larger frames are downscaled
+    jpeg_quality: int = 90  # when a frame has to be re-encoded
+    stage1_max_tokens: int = 768  # length of the stage-one analysis
+    tokens_per_step: int = 48  # stage-two answer budget per scored step (plus 64)
+
+
+def choose_frames(segment: Segment, max_frames: int) -> list[FrameChoice]:
+    """Up to `max_frames` frames: before each step, then after the last; evenly spaced, ends kept."""
+    frames = [FrameChoice(s.t, s.action, s.frame) for s in segment.steps if s.frame]
+    if segment.final_frame and segment.steps:
+        frames.append(FrameChoice(segment.steps[-1].t + 1, END_OF_SEGMENT, segment.final_frame))
+    if len(frames) <= max_frames:
+        return frames
+    if max_frames == 1:
+        return [frames[-1]]
+    picks = sorted({round(i * (len(frames) - 1) / (max_frames - 1)) for i in range(max_frames)})
+    return [frames[i] for i in picks]
+
+
+def encode_frame(path: str, max_side: int, quality: int = 90) -> ImagePart:
+    """The frame as it is sent: the file's own bytes when small enough, else downscaled JPEG."""
+    from PIL import Image
+
+    data = Path(path).read_bytes()
+    with Image.open(io.BytesIO(data)) as img:
+        if max(img.size) <= max_side and img.format in ("JPEG", "PNG"):
+            return ImagePart(data, "image/jpeg" if img.format == "JPEG" else "image/png")
+        img.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale when possible
+        img = img.convert("RGB")
+        img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+        out = io.BytesIO()
+        img.save(out, format="JPEG", quality=quality)
+    return ImagePart(out.getvalue(), "image/jpeg")
+
+
+def variables(segment: Segment, n_frames: int, **extra: Any) -> dict[str, Any]:
+    """The documented template variables (see prompts.py) for a segment."""
+    steps = [s.t for s in segment.steps]
+    return {
+        "goal": segment.goal,
+        "instruction": segment.instruction,
+        "subtask_kind": segment.kind or "",
+        "unit": segment.unit,
+        "actions": [{"t": s.t, "action": s.action} for s in segment.steps],
+        "n_steps": len(steps),
+        "steps_list": ", ".join(map(str, steps)),
+        "n_frames": n_frames,
+        "score_min": SCORE_MIN,
+        "score_max": SCORE_MAX,
+        **extra,
+    }
+
+
+def stage1_request(
+    prompt: PromptVersion, segment: Segment, frames: list[tuple[FrameChoice, ImagePart]], config: QueryConfig
+) -> ChatRequest:
+    """Stage one: the frames, each after its label, then the analysis question."""
+    values = variables(segment, len(frames))
+    parts: list[TextPart | ImagePart] = [TextPart(render(prompt.stage1_user, values, name="stage1_user"))]
+    for index, (choice, image) in enumerate(frames):
+        label = render(
+            prompt.frame_label,
+            {**values, "t": choice.t, "action": choice.action, "index": index},
+            name="frame_label",
+        )
+        parts += [TextPart(label), image]
+    messages = (
+        Message.text("system", render(prompt.stage1_system, values, name="stage1_system")),
+        Message("user", tuple(parts)),
+    )
+    return ChatRequest(messages, max_tokens=config.stage1_max_tokens, request_id=f"{segment.episode_id}/1")
+
+
+def scores_schema(steps: list[int]) -> dict[str, Any]:
+    """JSON schema of the stage-two answer, for backends that constrain output."""
+    n = len(steps)
+    item = {
+        "type": "object",
+        "properties": {
+            "step": {"type": "integer", "enum": steps},
+            "score": {"type": "integer", "minimum": SCORE_MIN, "maximum": SCORE_MAX},
+            "reason": {"type": "string"},
+        },
+        "required": ["step", "score", "reason"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "properties": {"scores": {"type": "array", "items": item, "minItems": n, "maxItems": n}},
+        "required": ["scores"],
+        "additionalProperties": False,
+    }
+
+
+def stage2_request(
+    prompt: PromptVersion, segment: Segment, analysis: str, n_frames: int, config: QueryConfig
+) -> ChatRequest:
+    """Stage two: text only, the analysis and the numbered actions, asking for JSON scores."""
+    values = variables(segment, n_frames, analysis=analysis)
+    messages = (
+        Message.text("system", render(prompt.stage2_system, values, name="stage2_system")),
+        Message.text("user", render(prompt.stage2_user, values, name="stage2_user")),
+    )
+    steps = [s.t for s in segment.steps]
+    return ChatRequest(
+        messages,
+        max_tokens=64 + config.tokens_per_step * len(steps),
+        json_schema=scores_schema(steps),
+        request_id=f"{segment.episode_id}/2",
+    )
+
+
+def repair_request(
+    prompt: PromptVersion, segment: Segment, first: ChatRequest, previous: str, error: str, n_frames: int
+) -> ChatRequest:
+    """The one repair retry: the model's answer and what was wrong with it, then the question again."""
+    values = variables(segment, n_frames, error=error, previous=previous)
+    repair = Message.text("user", render(prompt.repair, values, name="repair"))
+    messages = (*first.messages, Message.text("assistant", previous), repair)
+    return ChatRequest(
+        messages,
+        max_tokens=first.max_tokens,
+        json_schema=first.json_schema,
+        request_id=f"{segment.episode_id}/2r",
+    )

@@ -1,0 +1,172 @@
+"""Prompt versions: the two RG-VLM stages as Jinja2 templates, rendered in a sandbox.
+
+A version is identified by the hash of its content, and records its parent and a note, so any
+label can be traced to the exact words that produced it. Templates render in Jinja2's immutable
+sandbox with strict undefined variables: a template can format the documented variables and
+nothing else (no attribute access to Python internals, no mutation, no unknown names).
+
+Variables (all stages):
+  goal          the task's goal sentence
+  instruction   the segment's instruction (the subtask's, or the goal for a whole episode)
+  subtask_kind  Pickup, Put, Heat, Cool, Clean, Slice, Toggle (or "" for a whole episode)
+  unit          "subtask" or "episode"
+  actions       list of {t, action}: the segment's steps, numbered by their step in the episode
+  n_steps       number of steps to score
+  steps_list    the step numbers, comma-separated ("4, 5, 6")
+  n_frames      number of frames sent in stage one
+  score_min, score_max   the score range (0 and 10)
+Stage two adds `analysis` (the stage-one answer); the repair message adds `error` and `previous`.
+The frame label adds `t`, `action` and `index` (the frame's position among those sent).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from jinja2 import StrictUndefined, Template, TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+from rgvlm_core.errors import RGVLMError
+
+TEMPLATE_FIELDS = ("stage1_system", "stage1_user", "frame_label", "stage2_system", "stage2_user", "repair")
+
+STAGE1_SYSTEM = (
+    "You are an expert evaluator of household robot demonstrations. You look at what the robot sees and "
+    "does, and judge precisely how each action changes the scene."
+)
+STAGE1_USER = """\
+Task goal: {{ goal }}
+{% if unit == "subtask" %}Current subtask ({{ subtask_kind }}): {{ instruction }}
+{% endif %}
+You are shown {{ n_frames }} frames of this segment in order, each labelled with its step number and \
+the action the robot takes next. The actions of the segment, numbered by step:
+{% for a in actions %}{{ a.t }}. {{ a.action }}
+{% endfor %}
+Analyse the segment step by step: what each action changes in the scene, whether it moves the \
+{{ "subtask" if unit == "subtask" else "task" }} forward, and which actions are detours, mistakes, undone \
+work or failed attempts. Refer to actions by their step number. Do not give scores yet."""
+FRAME_LABEL = "Frame {{ index + 1 }}: step {{ t }}, next action {{ action }}"
+STAGE2_SYSTEM = "You score robot actions. You answer with JSON only."
+STAGE2_USER = """\
+Task goal: {{ goal }}
+{% if unit == "subtask" %}Current subtask ({{ subtask_kind }}): {{ instruction }}
+{% endif %}
+Analysis of the segment:
+{{ analysis }}
+
+Actions, numbered by step:
+{% for a in actions %}{{ a.t }}. {{ a.action }}
+{% endfor %}
+Score each action from {{ score_min }} to {{ score_max }} by its contribution to completing the \
+{{ "subtask" if unit == "subtask" else "task" }}: {{ score_max }} for an action that completes it or is \
+essential to it, {{ score_min }} for one that is useless, undone later or harmful. Answer with JSON only, \
+in this form: {"scores": [{"step": <step number>, "score": <integer>, "reason": "<a few words>"}, ...]} \
+with exactly one entry for each of the {{ n_steps }} steps: {{ steps_list }}."""
+REPAIR = """\
+Your answer could not be used: {{ error }}
+Answer again with JSON only: {"scores": [{"step": <step number>, "score": <integer {{ score_min }}..\
+{{ score_max }}>, "reason": "<a few words>"}, ...]}, exactly one entry for each of the steps \
+{{ steps_list }}."""
+
+_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+
+
+@dataclass(frozen=True)
+class PromptVersion:
+    """One version of the prompts; `prompt_id` is a hash of the six templates."""
+
+    stage1_system: str = STAGE1_SYSTEM
+    stage1_user: str = STAGE1_USER
+    frame_label: str = FRAME_LABEL
+    stage2_system: str = STAGE2_SYSTEM
+    stage2_user: str = STAGE2_USER
+    repair: str = REPAIR
+    parent: str | None = None
+    note: str = ""
+    created_at: str = ""
+
+    @property
+    def prompt_id(self) -> str:
+        content = json.dumps({f: getattr(self, f) for f in TEMPLATE_FIELDS}, sort_keys=True)
+        return hashlib.sha256(content.encode()).hexdigest()[:12]
+
+    def templates(self) -> dict[str, str]:
+        return {f: getattr(self, f) for f in TEMPLATE_FIELDS}
+
+    def to_row(self) -> dict[str, Any]:
+        return {"prompt_id": self.prompt_id, **asdict(self)}
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> PromptVersion:
+        return cls(**{f.name: row[f.name] for f in fields(cls) if f.name in row})
+
+
+DEFAULT_PROMPT = PromptVersion(note="built-in default (RG-VLM two-stage, written for this project)")
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(template: str) -> Template:
+    return _ENV.from_string(template)
+
+
+def render(template: str, variables: dict[str, Any], *, name: str = "template") -> str:
+    """Render one template in the sandbox; any problem becomes an RGVLMError naming the template."""
+    try:
+        return _compiled(template).render(**variables).strip()
+    except SecurityError as exc:
+        raise RGVLMError(
+            f"{name}: refused by the sandbox ({exc}); templates may only format variables"
+        ) from exc
+    except (TemplateError, OverflowError, TypeError, ValueError) as exc:
+        raise RGVLMError(f"{name}: {type(exc).__name__}: {exc}") from exc
+
+
+def example_variables() -> dict[str, Any]:
+    """A full set of variables, used to check a template before it is saved."""
+    actions = [{"t": 4, "action": "GotoLocation(Fridge)"}, {"t": 5, "action": "OpenObject(Fridge)"}]
+    return {
+        "goal": "Put a cold apple on the counter.",
+        "instruction": "Chill the apple in the fridge.",
+        "subtask_kind": "Cool",
+        "unit": "subtask",
+        "actions": actions,
+        "n_steps": 2,
+        "steps_list": "4, 5",
+        "n_frames": 2,
+        "score_min": 0,
+        "score_max": 10,
+        "analysis": "Step 4 moves to the fridge; step 5 opens it.",
+        "error": "expected 2 scores, got 1",
+        "previous": '{"scores": [{"step": 4, "score": 7, "reason": "toward the fridge"}]}',
+        "t": 4,
+        "action": "GotoLocation(Fridge)",
+        "index": 0,
+    }
+
+
+def validate(version: PromptVersion) -> None:
+    """Render every template with example variables; raise RGVLMError on the first problem."""
+    variables = example_variables()
+    for field_name, template in version.templates().items():
+        render(template, variables, name=field_name)
+
+
+def new_version(parent: PromptVersion, changes: dict[str, str], note: str) -> PromptVersion:
+    """A child version of `parent` with some templates changed; checked before it is returned."""
+    unknown = set(changes) - set(TEMPLATE_FIELDS)
+    if unknown:
+        raise RGVLMError(f"unknown prompt fields {sorted(unknown)}; known: {', '.join(TEMPLATE_FIELDS)}")
+    child = replace(
+        parent,
+        **changes,
+        parent=parent.prompt_id,
+        note=note,
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    validate(child)
+    return child

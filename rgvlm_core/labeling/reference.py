@@ -1,0 +1,110 @@
+"""The reference labeller: ground truth, not a vision-language model.
+
+Scores come from what the data records: the simulator's per-step progress and completion, or, for
+ALFRED, the plan (every step of an expert demonstration serves its subtask; the last step of each
+subtask completes it). It is the upper bound a labeller can reach and the yardstick audits use. An
+optional seeded noise model (flips and jitter) mimics an imperfect LVLM.
+
+Scores: 10 for a step that completes a subtask; 7 for a step that makes progress (simulator) or
+any other expert step (ALFRED); 2 for a valid step that makes none (detour, undone work);
+0 for a failed action.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from rgvlm_core.labeling.types import SCORE_MAX, SCORE_MIN, Segment, SegmentLabel, SegmentStep, StepScore
+
+COMPLETES, PROGRESS, NO_PROGRESS, FAILED = 10, 7, 2, 0
+ANALYSIS = (
+    "Reference labeller: these scores come from ground truth ({source}), not from a vision-language "
+    "model. Completing a subtask scores {c}, progress {p}, a step without progress {n}, a failed action {f}."
+)
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """A seeded imperfection model: with probability `flip` a score is replaced by a uniformly random
+    one; every score then gets Gaussian jitter of standard deviation `jitter`, rounded and clipped."""
+
+    flip: float = 0.0
+    jitter: float = 0.0
+    seed: int = 0
+
+    @classmethod
+    def from_level(cls, level: float, seed: int = 0) -> NoiseConfig:
+        """`--noise P`: flip with probability P and jitter with standard deviation 5 * P."""
+        return cls(flip=level, jitter=5.0 * level, seed=seed)
+
+    @property
+    def active(self) -> bool:
+        return self.flip > 0 or self.jitter > 0
+
+
+def truth(step: SegmentStep) -> tuple[int, str]:
+    """The ground-truth score of a step and why."""
+    if not step.valid:
+        return FAILED, "failed action: nothing changed"
+    if step.sparse_reward > 0:
+        return COMPLETES, "completes the subtask"
+    if step.progress is None:
+        return PROGRESS, "expert step toward the subtask (from the plan)"
+    return (
+        (PROGRESS, "makes progress") if step.progress else (NO_PROGRESS, "no progress: detour or undone work")
+    )
+
+
+def noisy(score: int, noise: NoiseConfig, episode_id: str, t: int) -> int:
+    """The score after noise; reproducible for a (seed, episode, step), whatever the order of labelling."""
+    digest = hashlib.blake2b(f"{noise.seed}|{episode_id}|{t}".encode(), digest_size=8).digest()
+    rng = np.random.default_rng(int.from_bytes(digest, "little"))
+    if rng.random() < noise.flip:
+        score = int(rng.integers(SCORE_MIN, SCORE_MAX + 1))
+    if noise.jitter > 0:
+        score = round(score + rng.normal(0.0, noise.jitter))
+    return int(min(SCORE_MAX, max(SCORE_MIN, score)))
+
+
+class ReferenceLabeller:
+    """Ground-truth scores (optionally noisy). Always says what it is."""
+
+    name = "reference"
+    cacheable = False
+
+    def __init__(self, noise: NoiseConfig = NoiseConfig()) -> None:
+        self.noise = noise
+
+    def describe(self) -> dict[str, Any]:
+        return {"labeller": self.name, "noise": asdict(self.noise), "ground_truth": True}
+
+    async def label(self, segment: Segment) -> SegmentLabel:
+        return self.label_now(segment)
+
+    def label_now(self, segment: Segment) -> SegmentLabel:
+        if not segment.steps:
+            return SegmentLabel.failed("the segment has no steps")
+        scores = []
+        for step in segment.steps:
+            score, reason = truth(step)
+            if self.noise.active:
+                perturbed = noisy(score, self.noise, segment.episode_id, step.t)
+                if perturbed != score:
+                    reason = f"{reason}; noise moved {score} to {perturbed}"
+                score = perturbed
+            scores.append(StepScore(step.t, score, reason))
+        source = "the simulator's progress record" if segment.dataset == "sim" else "the ALFRED plan"
+        text = ANALYSIS.format(source=source, c=COMPLETES, p=PROGRESS, n=NO_PROGRESS, f=FAILED)
+        if self.noise.active:
+            text += (
+                f" Noise was added on purpose (flip {self.noise.flip:g}, jitter {self.noise.jitter:g}, "
+                f"seed {self.noise.seed}) to mimic an imperfect model."
+            )
+        return SegmentLabel("ok", tuple(scores), analysis=text)
+
+    async def aclose(self) -> None:
+        return None

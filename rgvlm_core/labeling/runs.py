@@ -1,0 +1,371 @@
+"""Label runs: label every segment of the chosen episodes, store results as they arrive, resume, cache.
+
+- Identity: a run has a name; rerunning the same command with the same name resumes it (segments
+  already stored are skipped); the same name with other settings is refused.
+- Safety: results are committed in batches (labels, analyses and cache entries of a segment in one
+  atomic commit), so a run killed at any instant loses at most the batch in flight, and a rerun
+  finishes it without duplicates. One process at a time holds a run (a lock dies with its process).
+- Cache: keyed by the segment's content (goal, instruction, actions, and each frame's identity:
+  path, size and modification time), the prompt version, and the labeller's settings (backend,
+  model, parameters). A relabel that changes none of these makes no model call.
+- Progress: `label_run` is a generator yielding after every segment, for a progress bar or a job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import os
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from rgvlm_core.catalog import EpisodeFilter
+from rgvlm_core.errors import RGVLMError
+from rgvlm_core.labeling.store import load_segments
+from rgvlm_core.labeling.types import SCORE_MAX, Labeller, Segment, SegmentLabel, StepScore
+from rgvlm_core.workspace import Workspace
+from rgvlm_core.workspace.schema import ANALYSES, LABEL_CACHE, LABEL_RUNS, LABELS
+
+CACHED_PROGRESS_EVERY = 256
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What a label run covers and how it proceeds."""
+
+    name: str
+    unit: str = "subtask"  # query unit: one subtask of an episode (paper default) or a whole episode
+    filters: EpisodeFilter = field(default_factory=EpisodeFilter)
+    concurrency: int = 8  # segments labelled at once
+    flush_every: int = 200  # segments per commit
+    flush_s: float = 2.0  # or at least this often
+    use_cache: bool = True
+    command: str = ""
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """After each segment: how far the run is, and its running totals."""
+
+    run_id: str
+    done: int
+    total: int
+    ok: int
+    failed: int
+    cached: int
+    skipped: int  # already stored by an earlier, interrupted attempt
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None
+    last_error: str | None = None
+
+
+def label_run(
+    workspace: Workspace, labeller: Labeller, config: RunConfig, prompt_id: str | None = None
+) -> Iterator[RunProgress]:
+    """Run (or resume) a label run; yields progress after every segment."""
+    loop = asyncio.new_event_loop()
+    agen = _run(workspace, labeller, config, prompt_id)
+    try:
+        while True:
+            try:
+                yield loop.run_until_complete(agen.__anext__())
+            except StopAsyncIteration:
+                break
+    finally:
+        loop.run_until_complete(agen.aclose())
+        loop.run_until_complete(labeller.aclose())
+        loop.close()
+
+
+def settings_of(labeller: Labeller, config: RunConfig) -> dict[str, Any]:
+    """Everything that determines a run's labels (and nothing secret)."""
+    return {"labeller": labeller.describe(), "unit": config.unit}
+
+
+async def _run(
+    workspace: Workspace, labeller: Labeller, config: RunConfig, prompt_id: str | None
+) -> AsyncGenerator[RunProgress, None]:
+    with workspace.lock(f"label-run-{_slug(config.name)}", timeout_s=0.5):
+        reader = workspace.reader()
+        try:
+            _register(workspace, reader, labeller, config, prompt_id)
+            segments = load_segments(reader, config.filters, config.unit)
+            stored = {
+                (r["episode_id"], r["segment_id"])
+                for r in reader.rows(
+                    "SELECT episode_id, segment_id FROM analyses WHERE run_id = ?", [config.name]
+                )
+            }
+            todo = [s for s in segments if (s.episode_id, s.segment_id) not in stored]
+            settings = json.dumps(labeller.describe(), sort_keys=True, default=str)
+            keys = {id(s): cache_key(settings, s) for s in todo} if _cacheable(labeller, config) else {}
+            hits = _cache_lookup(reader, list(keys.values())) if keys else {}
+        finally:
+            reader.close()
+        writer = _Writer(workspace, config)
+        progress = _Totals(total=len(segments), skipped=len(segments) - len(todo))
+        progress.done = progress.skipped
+        yield progress.snapshot(config.name)  # totals before any work (all may be done already)
+        misses: list[Segment] = []
+        for n, seg in enumerate(todo):
+            hit = hits.get(keys.get(id(seg), ""))
+            if hit is None:
+                misses.append(seg)
+                continue
+            writer.add(seg, hit, keys[id(seg)], cached=True)
+            progress.count(hit, cached=True)
+            if n % CACHED_PROGRESS_EVERY == 0:  # cache hits are cheap: report them in strides
+                yield progress.snapshot(config.name)
+            writer.maybe_flush()
+        if progress.cached:
+            yield progress.snapshot(config.name)
+        async for seg, result in _label_all(labeller, misses, config.concurrency):
+            writer.add(seg, result, keys.get(id(seg)), cached=False)
+            progress.count(result, cached=False)
+            yield progress.snapshot(config.name)
+            writer.maybe_flush()
+        writer.flush()
+
+
+async def _label_all(
+    labeller: Labeller, segments: list[Segment], concurrency: int
+) -> AsyncIterator[tuple[Segment, SegmentLabel]]:
+    """Label segments with at most `concurrency` in flight, yielding each as it finishes."""
+    queue: asyncio.Queue[tuple[Segment, SegmentLabel]] = asyncio.Queue()
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(seg: Segment) -> None:
+        async with gate:
+            try:
+                result = await labeller.label(seg)
+            except Exception as exc:  # a labeller bug must not lose the run: record it, keep its type
+                result = SegmentLabel.failed(f"labeller error: {type(exc).__name__}: {exc}")
+            await queue.put((seg, result))
+
+    tasks = [asyncio.ensure_future(one(seg)) for seg in segments]
+    try:
+        for _ in range(len(tasks)):
+            yield await queue.get()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def cache_key(settings: str, segment: Segment) -> str:
+    """A digest of everything that determines a segment's label; `settings` is the labeller's, as JSON."""
+    frames = [s.frame for s in segment.steps] + [segment.final_frame]
+    doc = {
+        "labeller": settings,
+        "unit": segment.unit,
+        "goal": segment.goal,
+        "instruction": segment.instruction,
+        "kind": segment.kind,
+        "steps": [[s.t, s.action] for s in segment.steps],
+        "frames": [_frame_identity(f) for f in frames],
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _frame_identity(path: str | None) -> list[Any] | None:
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [path, None]
+    return [path, st.st_size, st.st_mtime_ns]
+
+
+def _cacheable(labeller: Labeller, config: RunConfig) -> bool:
+    return config.use_cache and bool(getattr(labeller, "cacheable", False))
+
+
+def _cache_lookup(reader: Any, keys: list[str]) -> dict[str, SegmentLabel]:
+    rows = reader.query(
+        "SELECT cache_key, any_value(label) AS label FROM label_cache WHERE cache_key IN (SELECT unnest(?)) "
+        "GROUP BY cache_key",
+        [keys],
+    ).to_pylist()
+    return {r["cache_key"]: _label_from_json(r["label"]) for r in rows}
+
+
+def _label_to_json(label: SegmentLabel) -> str:
+    doc = asdict(label)
+    doc["scores"] = [[s.t, s.score, s.reason] for s in label.scores]
+    return json.dumps(doc)
+
+
+def _label_from_json(text: str) -> SegmentLabel:
+    doc = json.loads(text)
+    scores = tuple(StepScore(t, score, reason) for t, score, reason in doc.pop("scores"))
+    return SegmentLabel(scores=scores, **{**doc, "calls": 0, "cost": None, "latency_s": 0.0})
+
+
+def _register(
+    workspace: Workspace, reader: Any, labeller: Labeller, config: RunConfig, prompt_id: str | None
+) -> None:
+    """Record the run (first time) or check that a rerun uses the same settings."""
+    settings = json.dumps(settings_of(labeller, config), sort_keys=True, default=str)
+    filters = json.dumps(asdict(config.filters), sort_keys=True, default=str)
+    existing = reader.rows("SELECT settings, filters FROM label_runs WHERE run_id = ?", [config.name])
+    if existing:
+        if existing[0]["settings"] != settings or existing[0]["filters"] != filters:
+            raise RGVLMError(
+                f"run {config.name!r} exists with other settings or episode filters; rerun it unchanged to "
+                "resume, or choose another --name"
+            )
+        return
+    describe = labeller.describe()
+    row = {
+        "run_id": config.name,
+        "labeller": describe.get("labeller", labeller.name),
+        "backend": describe.get("backend"),
+        "model": describe.get("model"),
+        "prompt_id": prompt_id,
+        "unit": config.unit,
+        "settings": settings,
+        "filters": filters,
+        "command": config.command,
+        "versions": json.dumps(_versions()),
+        "created_at": dt.datetime.now(dt.timezone.utc),
+    }
+    workspace.commit({LABEL_RUNS.name: pa.Table.from_pylist([row], schema=LABEL_RUNS.schema)})
+
+
+def _versions() -> dict[str, str]:
+    import platform
+
+    import rgvlm_core
+
+    return {"rgvlm": rgvlm_core.__version__, "python": platform.python_version()}
+
+
+def _slug(name: str) -> str:
+    return hashlib.sha1(name.encode()).hexdigest()[:16]
+
+
+@dataclass
+class _Totals:
+    total: int
+    skipped: int
+    done: int = 0
+    ok: int = 0
+    failed: int = 0
+    cached: int = 0
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = None
+    last_error: str | None = None
+
+    def count(self, label: SegmentLabel, *, cached: bool) -> None:
+        self.done += 1
+        self.cached += cached
+        if label.status == "ok":
+            self.ok += 1
+        else:
+            self.failed += 1
+            self.last_error = label.error
+        self.calls += label.calls
+        self.prompt_tokens += label.prompt_tokens or 0
+        self.completion_tokens += label.completion_tokens or 0
+        if label.cost is not None:
+            self.cost = (self.cost or 0.0) + label.cost
+
+    def snapshot(self, run_id: str) -> RunProgress:
+        return RunProgress(
+            run_id,
+            self.done,
+            self.total,
+            self.ok,
+            self.failed,
+            self.cached,
+            self.skipped,
+            self.calls,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cost,
+            self.last_error,
+        )
+
+
+class _Writer:
+    """Buffers segment results and commits labels, analyses and cache entries together."""
+
+    def __init__(self, workspace: Workspace, config: RunConfig) -> None:
+        self.workspace = workspace
+        self.config = config
+        self.labels: list[dict[str, Any]] = []
+        self.analyses: list[dict[str, Any]] = []
+        self.cache: list[dict[str, Any]] = []
+        self.last_flush = time.monotonic()
+
+    def add(self, seg: Segment, label: SegmentLabel, key: str | None, *, cached: bool) -> None:
+        now = dt.datetime.now(dt.timezone.utc)
+        scores = {s.t: s for s in label.scores}
+        for step in seg.steps:
+            s = scores.get(step.t)
+            self.labels.append(
+                {
+                    "run_id": self.config.name,
+                    "episode_id": seg.episode_id,
+                    "t": step.t,
+                    "segment_id": seg.segment_id,
+                    "score": s.score if s else None,
+                    "reward": s.score / SCORE_MAX if s else None,
+                    "status": label.status,
+                    "reason": s.reason if s else label.error,
+                }
+            )
+        self.analyses.append(
+            {
+                "run_id": self.config.name,
+                "episode_id": seg.episode_id,
+                "segment_id": seg.segment_id,
+                "first_step": seg.steps[0].t,
+                "last_step": seg.steps[-1].t,
+                "status": label.status,
+                "error": label.error,
+                "analysis": label.analysis,
+                "raw": label.raw,
+                "prompt_tokens": label.prompt_tokens,
+                "completion_tokens": label.completion_tokens,
+                "latency_s": label.latency_s,
+                "calls": label.calls,
+                "cost": label.cost,
+                "cache_key": key,
+                "cached": cached,
+                "created_at": now,
+            }
+        )
+        if key and not cached and label.status == "ok":
+            self.cache.append({"cache_key": key, "label": _label_to_json(label), "created_at": now})
+
+    def maybe_flush(self) -> None:
+        if (
+            len(self.analyses) >= self.config.flush_every
+            or time.monotonic() - self.last_flush >= self.config.flush_s
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        if self.analyses:
+            self.workspace.commit(
+                {
+                    LABELS.name: pa.Table.from_pylist(self.labels, schema=LABELS.schema),
+                    ANALYSES.name: pa.Table.from_pylist(self.analyses, schema=ANALYSES.schema),
+                    LABEL_CACHE.name: pa.Table.from_pylist(self.cache, schema=LABEL_CACHE.schema),
+                },
+                message=f"label run {self.config.name}",
+            )
+        self.labels, self.analyses, self.cache = [], [], []
+        self.last_flush = time.monotonic()

@@ -1,0 +1,223 @@
+"""Labelling data in the workspace: segments to label, prompt versions, runs, labels and overrides.
+
+Overrides by a person are stored apart from the run's labels and win when a score or reward is
+read (`effective_labels`); the run's own label is never changed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from rgvlm_core.catalog import EpisodeFilter, _where
+from rgvlm_core.errors import RGVLMError
+from rgvlm_core.labeling.prompts import DEFAULT_PROMPT, PromptVersion
+from rgvlm_core.labeling.types import SCORE_MAX, SCORE_MIN, Segment, SegmentStep
+from rgvlm_core.workspace import StoreReader, Workspace
+from rgvlm_core.workspace.schema import OVERRIDES, PROMPTS
+
+UNITS = ("subtask", "episode")
+
+
+def load_segments(
+    reader: StoreReader, flt: EpisodeFilter = EpisodeFilter(), unit: str = "subtask"
+) -> list[Segment]:
+    """The query units of the chosen episodes (task-only episodes and unreached subtasks have none)."""
+    if unit not in UNITS:
+        raise RGVLMError(f"unknown query unit {unit!r}; choose {' or '.join(UNITS)}")
+    where, params = _where(EpisodeFilter(**{**flt.__dict__, "include_task_only": False, "limit": None}))
+    limit = f"LIMIT {int(flt.limit)}" if flt.limit else ""
+    episodes = reader.rows(
+        f"SELECT e.episode_id, e.trajectory_id, e.dataset, e.goal, t.source_dir "
+        f"FROM (SELECT * FROM episodes {where}) e JOIN trajectories t USING (trajectory_id) "
+        f"ORDER BY e.episode_id {limit}",
+        params,
+    )
+    if not episodes:
+        return []
+    ids = [e["episode_id"] for e in episodes]
+    trajectories = sorted({e["trajectory_id"] for e in episodes})
+    steps_by_traj: dict[str, list[dict[str, Any]]] = {}
+    for row in reader.query(
+        "SELECT trajectory_id, t, action, frame, sparse_reward, valid, progress FROM steps "
+        "WHERE trajectory_id IN (SELECT unnest(?)) ORDER BY trajectory_id, t",
+        [trajectories],
+    ).to_pylist():
+        steps_by_traj.setdefault(row["trajectory_id"], []).append(row)
+    subtasks: dict[str, list[dict[str, Any]]] = {}
+    for row in reader.query(
+        "SELECT episode_id, idx, kind, instruction, first_step, last_step FROM subtasks "
+        "WHERE episode_id IN (SELECT unnest(?)) AND first_step >= 0 ORDER BY episode_id, idx",
+        [ids],
+    ).to_pylist():
+        subtasks.setdefault(row["episode_id"], []).append(row)
+    out: list[Segment] = []
+    for ep in episodes:
+        rows = steps_by_traj.get(ep["trajectory_id"], [])
+        steps = [_step(r, ep["source_dir"]) for r in rows]
+        if not steps:
+            continue
+        end_frame = _final_frame(ep["source_dir"], len(steps))
+        if unit == "episode":
+            out.append(
+                Segment(
+                    ep["episode_id"],
+                    ep["dataset"],
+                    unit,
+                    0,
+                    ep["goal"],
+                    ep["goal"],
+                    None,
+                    tuple(steps),
+                    end_frame,
+                )
+            )
+            continue
+        for sub in subtasks.get(ep["episode_id"], []):
+            first, last = sub["first_step"], sub["last_step"]
+            after = steps[last + 1].frame if last + 1 < len(steps) else end_frame
+            out.append(
+                Segment(
+                    ep["episode_id"],
+                    ep["dataset"],
+                    unit,
+                    sub["idx"],
+                    ep["goal"],
+                    sub["instruction"],
+                    sub["kind"],
+                    tuple(steps[first : last + 1]),
+                    after,
+                )
+            )
+    return out
+
+
+def _step(row: dict[str, Any], source_dir: str) -> SegmentStep:
+    frame = os.path.join(source_dir, row["frame"]) if row["frame"] else None
+    return SegmentStep(row["t"], row["action"], frame, row["sparse_reward"], row["valid"], row["progress"])
+
+
+def _final_frame(source_dir: str, n_steps: int) -> str | None:
+    """The frame after the last action, where the dataset has one (the simulator writes it)."""
+    path = os.path.join(source_dir, "raw_images", f"{n_steps:09d}.jpg")
+    return path if os.path.exists(path) else None
+
+
+# -- prompts --------------------------------------------------------------------------------------
+def list_prompts(reader: StoreReader) -> list[PromptVersion]:
+    """The built-in default first, then the workspace's versions, oldest first."""
+    stored = [PromptVersion.from_row(r) for r in reader.rows("SELECT * FROM prompts ORDER BY created_at")]
+    return [DEFAULT_PROMPT, *(p for p in stored if p.prompt_id != DEFAULT_PROMPT.prompt_id)]
+
+
+def get_prompt(reader: StoreReader, prompt_id: str | None) -> PromptVersion:
+    """A version by id (or unique id prefix); None or "default" is the built-in default."""
+    if prompt_id in (None, "default", DEFAULT_PROMPT.prompt_id):
+        return DEFAULT_PROMPT
+    assert prompt_id is not None
+    matches = [p for p in list_prompts(reader) if p.prompt_id.startswith(prompt_id)]
+    if len(matches) != 1:
+        known = ", ".join(p.prompt_id for p in list_prompts(reader))
+        what = "no" if not matches else "more than one"
+        raise RGVLMError(f"{what} prompt version matches {prompt_id!r}; known: {known}")
+    return matches[0]
+
+
+def save_prompt(workspace: Workspace, version: PromptVersion) -> PromptVersion:
+    """Store a version once (its id is its content); returns it."""
+    with workspace.lock("prompts"):
+        reader = workspace.reader()
+        try:
+            exists = reader.scalar("SELECT count(*) FROM prompts WHERE prompt_id = ?", [version.prompt_id])
+        finally:
+            reader.close()
+        if not exists:
+            workspace.commit({PROMPTS.name: pa.Table.from_pylist([version.to_row()], schema=PROMPTS.schema)})
+    return version
+
+
+# -- runs, labels, overrides ----------------------------------------------------------------------
+def label_runs(reader: StoreReader) -> list[dict[str, Any]]:
+    """Every run with its counts of ok and failed steps and segments, tokens, latency and cost."""
+    return reader.rows(
+        """
+        WITH l AS (SELECT run_id, count(*) FILTER (WHERE status = 'ok') AS ok_steps,
+                          count(*) FILTER (WHERE status = 'failed') AS failed_steps,
+                          avg(score) FILTER (WHERE status = 'ok') AS mean_score
+                   FROM labels GROUP BY run_id),
+             a AS (SELECT run_id, count(*) AS segments,
+                          count(*) FILTER (WHERE status = 'failed') AS failed_segments,
+                          sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
+                          sum(calls) AS calls, sum(cost) AS cost,
+                          avg(latency_s) FILTER (WHERE calls > 0) AS latency_s,
+                          count(*) FILTER (WHERE cached) AS cached_segments
+                   FROM analyses GROUP BY run_id)
+        SELECT r.run_id, r.labeller, r.backend, r.model, r.prompt_id, r.unit, r.created_at,
+               coalesce(l.ok_steps, 0) AS ok_steps, coalesce(l.failed_steps, 0) AS failed_steps, l.mean_score,
+               coalesce(a.segments, 0) AS segments, coalesce(a.failed_segments, 0) AS failed_segments,
+               coalesce(a.cached_segments, 0) AS cached_segments, coalesce(a.calls, 0) AS calls,
+               a.prompt_tokens, a.completion_tokens, a.latency_s, a.cost
+        FROM label_runs r LEFT JOIN l USING (run_id) LEFT JOIN a USING (run_id)
+        ORDER BY r.created_at
+        """
+    )
+
+
+def effective_labels(reader: StoreReader, run_id: str, episode_ids: Sequence[str] | None = None) -> pa.Table:
+    """A run's labels with people's overrides applied: the latest override of a step wins.
+
+    Columns: episode_id, t, segment_id, score (effective), reward (score / 10), status (ok | failed |
+    overridden), run_score (the run's own), reason, override_reason.
+    """
+    episode_filter = "AND l.episode_id IN (SELECT unnest(?))" if episode_ids is not None else ""
+    params: list[Any] = [run_id, run_id] + ([list(episode_ids)] if episode_ids is not None else [])
+    return reader.query(
+        f"""
+        WITH o AS (SELECT episode_id, t, arg_max(score, created_at) AS score,
+                          arg_max(reason, created_at) AS reason
+                   FROM overrides WHERE run_id = ? GROUP BY episode_id, t)
+        SELECT l.episode_id, l.t, l.segment_id,
+               coalesce(o.score, l.score)::TINYINT AS score,
+               (coalesce(o.score, l.score) / {SCORE_MAX})::FLOAT AS reward,
+               CASE WHEN o.score IS NOT NULL THEN 'overridden' ELSE l.status END AS status,
+               l.score AS run_score, l.reason, o.reason AS override_reason
+        FROM labels l LEFT JOIN o USING (episode_id, t)
+        WHERE l.run_id = ? {episode_filter}
+        ORDER BY l.episode_id, l.t
+        """,
+        params,
+    )
+
+
+def add_override(
+    workspace: Workspace, run_id: str, episode_id: str, t: int, score: int, reason: str, author: str = ""
+) -> None:
+    """Record a person's score for a step of a run; it wins over the run's score when rewards are read."""
+    if not SCORE_MIN <= score <= SCORE_MAX:
+        raise RGVLMError(f"an override score must be {SCORE_MIN}..{SCORE_MAX}, got {score}")
+    if not reason.strip():
+        raise RGVLMError("an override needs a reason")
+    reader = workspace.reader()
+    try:
+        found = reader.scalar(
+            "SELECT count(*) FROM labels WHERE run_id = ? AND episode_id = ? AND t = ?",
+            [run_id, episode_id, t],
+        )
+    finally:
+        reader.close()
+    if not found:
+        raise RGVLMError(f"run {run_id!r} has no label for step {t} of {episode_id!r}")
+    row = {
+        "run_id": run_id,
+        "episode_id": episode_id,
+        "t": t,
+        "score": score,
+        "reason": reason.strip(),
+        "author": author or os.environ.get("USER", ""),
+        "created_at": dt.datetime.now(dt.timezone.utc),
+    }
+    workspace.commit({OVERRIDES.name: pa.Table.from_pylist([row], schema=OVERRIDES.schema)})

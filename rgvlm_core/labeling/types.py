@@ -1,0 +1,83 @@
+"""What a labeller reads (a segment of an episode) and what it returns (a score per step, or a failure).
+
+The query unit of RG-VLM is a segment: by default one subtask of one episode, with its steps, their
+frames and actions, the goal and the subtask's instruction. A labeller returns one score 0..10 per
+step of the segment with a reason, or a failure with its reason: never a made-up score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Status = Literal["ok", "failed"]
+SCORE_MIN, SCORE_MAX = 0, 10
+
+
+@dataclass(frozen=True)
+class SegmentStep:
+    t: int  # the step's index in its episode
+    action: str  # action token, e.g. PickupObject(Apple)
+    frame: str | None  # absolute path of the observation before the action, if the dataset has frames
+    sparse_reward: float = 0.0
+    valid: bool = True
+    progress: bool | None = None  # simulator ground truth (None for ALFRED)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The steps one query covers; `unit` is `subtask` (paper default) or `episode`."""
+
+    episode_id: str
+    dataset: str
+    unit: str
+    index: int  # subtask index (or 0 for a whole episode)
+    goal: str
+    instruction: str
+    kind: str | None  # subtask kind (Pickup, Put, ...) when unit is subtask
+    steps: tuple[SegmentStep, ...]
+    final_frame: str | None = None  # the observation after the last step, when the dataset has it
+
+    @property
+    def segment_id(self) -> str:
+        return f"{self.unit}{self.index}"
+
+
+@dataclass(frozen=True)
+class StepScore:
+    t: int
+    score: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class SegmentLabel:
+    """A labeller's answer for one segment. `scores` is empty exactly when status is failed."""
+
+    status: Status
+    scores: tuple[StepScore, ...] = ()
+    error: str | None = None
+    analysis: str | None = None  # stage-one text (or the reference labeller's explanation)
+    raw: str | None = None  # stage-two raw answer, as received
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float = 0.0
+    calls: int = 0  # model calls made (0 for a cache hit or a labeller without a model)
+    cost: float | None = None
+
+    @classmethod
+    def failed(cls, error: str, **kw: Any) -> SegmentLabel:
+        return cls(status="failed", error=error, **kw)
+
+
+@runtime_checkable
+class Labeller(Protocol):
+    """Scores the steps of segments. `describe()` goes into the run's provenance and cache keys."""
+
+    name: str
+
+    def describe(self) -> dict[str, Any]: ...
+
+    async def label(self, segment: Segment) -> SegmentLabel: ...
+
+    async def aclose(self) -> None: ...

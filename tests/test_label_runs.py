@@ -1,0 +1,285 @@
+"""Label runs end to end: through a real chat-completions server (a loopback fake), with faults,
+the cache, resumption after SIGKILL, overrides, and the CLI."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rgvlm_core.catalog import EpisodeFilter
+from rgvlm_core.errors import RGVLMError
+from rgvlm_core.labeling.backends.base import BackendConfig
+from rgvlm_core.labeling.backends.openai_http import OpenAIBackend
+from rgvlm_core.labeling.lvlm import LvlmLabeller
+from rgvlm_core.labeling.prompts import DEFAULT_PROMPT
+from rgvlm_core.labeling.reference import ReferenceLabeller
+from rgvlm_core.labeling.runs import RunConfig, label_run
+from rgvlm_core.labeling.store import add_override, effective_labels, label_runs
+from rgvlm_core.workspace.files import PAUSE_ENV, PAUSE_MARKER_ENV
+from tests.fake_openai import (
+    FakeOpenAI,
+    non_json_responder,
+    out_of_range_responder,
+    wants_scores,
+    wrong_count_responder,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+FEW = EpisodeFilter(limit=12)
+
+
+def _lvlm(fake: FakeOpenAI, **config: object) -> LvlmLabeller:
+    cfg = BackendConfig(
+        base_urls=(fake.base_url,), model="fake-vlm", max_retries=2, backoff_s=0.01, timeout_s=2.0, **config
+    )  # type: ignore[arg-type]
+    return LvlmLabeller(OpenAIBackend(cfg), DEFAULT_PROMPT, backend_config=cfg)
+
+
+def _run(ws, labeller, name: str, flt: EpisodeFilter = FEW, **kw: object):  # type: ignore[no-untyped-def]
+    (last,) = collections.deque(label_run(ws, labeller, RunConfig(name=name, filters=flt, **kw)), maxlen=1)  # type: ignore[arg-type]
+    return last
+
+
+def _labels(ws, run: str) -> list[tuple[object, ...]]:  # type: ignore[no-untyped-def]
+    reader = ws.reader()
+    rows = reader.rows(
+        "SELECT episode_id, t, score, status, reason FROM labels WHERE run_id = ? ORDER BY 1, 2", [run]
+    )
+    reader.close()
+    return [tuple(r.values()) for r in rows]
+
+
+def test_an_lvlm_run_asks_two_stages_per_segment_and_labels_every_step(sample_ws) -> None:  # type: ignore[no-untyped-def]
+    with FakeOpenAI() as fake:
+        last = _run(sample_ws, _lvlm(fake), "lvlm-a")
+        assert last.failed == 0 and last.ok == last.total > 0
+        assert len(fake.requests) == 2 * last.total == last.calls
+        stage2 = [wants_scores(body) for body in fake.requests]
+        assert sum(stage2) == last.total
+        assert all(n > 0 for n, s2 in zip(fake.image_counts, stage2, strict=True) if not s2), (
+            "stage one: frames"
+        )
+        assert all(n == 0 for n, s2 in zip(fake.image_counts, stage2, strict=True) if s2), (
+            "stage two: text only"
+        )
+    reader = sample_ws.reader()
+    steps = reader.scalar(
+        "SELECT count(*) FROM steps s "
+        "JOIN (SELECT trajectory_id FROM episodes ORDER BY episode_id LIMIT 12) e "
+        "USING (trajectory_id)"
+    )
+    assert reader.scalar("SELECT count(*) FROM labels WHERE run_id = 'lvlm-a' AND status = 'ok'") == steps
+    row = reader.rows("SELECT analysis, raw, prompt_tokens FROM analyses WHERE run_id = 'lvlm-a' LIMIT 1")[0]
+    assert row["analysis"] and json.loads(row["raw"])["scores"] and row["prompt_tokens"] > 0
+    reader.close()
+
+
+def test_faults_end_every_step_ok_or_failed_with_a_reason_and_retries_stay_bounded(sample_ws) -> None:  # type: ignore[no-untyped-def]
+    answers = iter([wrong_count_responder(1), out_of_range_responder(11), non_json_responder()] * 200)
+
+    def responder(body: dict) -> str:  # type: ignore[type-arg]
+        from tests.fake_openai import default_responder, wants_scores
+
+        if wants_scores(body) and len(body["messages"]) == 2:  # first stage-two try: a bad answer
+            return next(answers)(body)
+        return default_responder(body)
+
+    with FakeOpenAI(
+        responder=responder, script=["429", "500", "timeout", "malformed", "500"] * 3, hang_s=3
+    ) as fake:
+        last = _run(sample_ws, _lvlm(fake, concurrency=4), "faulty")
+        segments = last.total
+        assert len(fake.requests) <= segments * 3 * (1 + 2)
+    labels = _labels(sample_ws, "faulty")
+    assert {status for *_, status, _ in labels} <= {"ok", "failed"}
+    assert all(reason for *_, status, reason in labels if status == "failed")
+    assert all(score is None for _, _, score, status, _ in labels if status == "failed")
+    assert last.ok > 0, "the repair retry rescues answers with the wrong number of scores"
+
+
+def test_an_answer_still_wrong_after_the_repair_retry_fails_the_segment_with_the_reason(sample_ws) -> None:  # type: ignore[no-untyped-def]
+    from tests.fake_openai import default_responder, wants_scores
+
+    def responder(body: dict) -> str:  # type: ignore[type-arg]
+        return out_of_range_responder(42)(body) if wants_scores(body) else default_responder(body)
+
+    with FakeOpenAI(responder=responder) as fake:
+        last = _run(sample_ws, _lvlm(fake), "hopeless", EpisodeFilter(limit=2))
+        assert last.ok == 0 and last.failed == last.total
+        assert len(fake.requests) == 3 * last.total  # stage one, stage two, one repair
+    reader = sample_ws.reader()
+    errors = (
+        reader.query("SELECT DISTINCT error FROM analyses WHERE run_id = 'hopeless'").column(0).to_pylist()
+    )
+    reader.close()
+    assert errors and all("outside 0..10" in e and "after 1 repair retry" in e for e in errors)
+
+
+def test_an_unchanged_relabel_is_served_from_the_cache_without_model_calls(sample_ws) -> None:  # type: ignore[no-untyped-def]
+    with FakeOpenAI() as fake:
+        _run(sample_ws, _lvlm(fake), "first")
+        calls = len(fake.requests)
+        again = _run(sample_ws, _lvlm(fake), "second")
+        assert len(fake.requests) == calls and again.cached == again.total and again.calls == 0
+        changed = _run(sample_ws, _lvlm(fake, extra={"top_p": 0.5}), "third")
+        assert changed.calls > 0, "other parameters, other cache key"
+    strip = [row[:4] for row in _labels(sample_ws, "first")]
+    assert [row[:4] for row in _labels(sample_ws, "second")] == strip
+
+
+def test_a_run_name_reused_with_other_settings_is_refused(sample_ws) -> None:  # type: ignore[no-untyped-def]
+    _run(sample_ws, ReferenceLabeller(), "mine")
+    from rgvlm_core.labeling.reference import NoiseConfig
+
+    with pytest.raises(RGVLMError, match="exists with other settings"):
+        _run(sample_ws, ReferenceLabeller(NoiseConfig(flip=0.5)), "mine")
+
+
+def test_concurrency_bounds_the_queries_in_flight(sample_ws) -> None:  # type: ignore[no-untyped-def]
+    with FakeOpenAI(delay_s=0.05) as fake:
+        _run(sample_ws, _lvlm(fake, concurrency=3), "gentle", concurrency=3)
+        assert 1 < fake.max_in_flight <= 3
+
+
+def _cli(ws: Path, *args: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "rgvlm_core.cli", "-w", str(ws), "label", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _stored_segments(ws: Path) -> int:
+    from rgvlm_core.workspace import Workspace
+
+    reader = Workspace.open(ws, create=False).reader()
+    try:
+        return int(reader.scalar("SELECT count(*) FROM analyses") or 0)
+    finally:
+        reader.close()
+
+
+def test_an_lvlm_run_killed_midway_then_rerun_equals_an_uninterrupted_run(sample_ws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    clean_ws = tmp_path / "clean"
+    shutil.copytree(sample_ws.root, clean_ws)
+    with FakeOpenAI(delay_s=0.03) as fake:
+        args = [
+            "--labeller",
+            "lvlm",
+            "--model",
+            "fake-vlm",
+            "--base-url",
+            fake.base_url,
+            "--name",
+            "long",
+            "--limit",
+            "40",
+            "--concurrency",
+            "4",
+            "--flush-every",
+            "5",
+        ]
+        victim = _cli(sample_ws.root, *args)
+        deadline = time.monotonic() + 60
+        while _stored_segments(sample_ws.root) < 15:
+            assert victim.poll() is None, victim.communicate()[1]
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        partial = _stored_segments(sample_ws.root)
+        rerun = _cli(sample_ws.root, *args)
+        out, err = rerun.communicate(timeout=120)
+        assert rerun.returncode == 0, err
+        assert f"({partial} from an earlier attempt" in out
+        uninterrupted = _cli(clean_ws, *args)
+        assert uninterrupted.wait(timeout=120) == 0
+    from rgvlm_core.workspace import Workspace
+
+    killed = _labels(sample_ws, "long")
+    assert killed == _labels(Workspace.open(clean_ws), "long")
+    assert len({row[:2] for row in killed}) == len(killed), "no duplicate step labels"
+
+
+def test_a_reference_run_killed_inside_a_commit_resumes_to_the_same_labels(sample_ws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from rgvlm_core.workspace import Workspace
+
+    clean_ws = tmp_path / "clean"
+    shutil.copytree(sample_ws.root, clean_ws)
+    args = ["--labeller", "reference", "--name", "ref", "--flush-every", "50"]
+    marker = tmp_path / "paused"
+    victim = _cli(
+        sample_ws.root, *args, **{PAUSE_ENV: "commit-shards-written@4", PAUSE_MARKER_ENV: str(marker)}
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert victim.poll() is None, victim.communicate()[1]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert 0 < _stored_segments(sample_ws.root) < 608
+    assert _cli(sample_ws.root, *args).wait(timeout=120) == 0
+    assert _cli(clean_ws, *args).wait(timeout=120) == 0
+    assert _labels(sample_ws, "ref") == _labels(Workspace.open(clean_ws), "ref")
+
+
+def test_overrides_win_when_rewards_are_read_and_the_run_keeps_its_own_score(sample_ws) -> None:  # type: ignore[no-untyped-def]
+    _run(sample_ws, ReferenceLabeller(), "ref", EpisodeFilter(limit=3))
+    episode, t, score, *_ = _labels(sample_ws, "ref")[0]
+    add_override(sample_ws, "ref", str(episode), int(t), 1, "the agent went the wrong way")  # type: ignore[arg-type]
+    add_override(sample_ws, "ref", str(episode), int(t), 2, "on second thought")  # type: ignore[arg-type]
+    reader = sample_ws.reader()
+    row = effective_labels(reader, "ref", [str(episode)]).to_pylist()[0]
+    assert (row["score"], row["status"], row["run_score"], row["override_reason"]) == (
+        2,
+        "overridden",
+        score,
+        "on second thought",
+    )
+    assert row["reward"] == pytest.approx(0.2)
+    assert label_runs(reader)[0]["ok_steps"] == len(_labels(sample_ws, "ref"))
+    reader.close()
+    with pytest.raises(RGVLMError, match="needs a reason"):
+        add_override(sample_ws, "ref", str(episode), int(t), 5, " ")
+    with pytest.raises(RGVLMError, match=r"0\.\.10"):
+        add_override(sample_ws, "ref", str(episode), int(t), 12, "too good")
+
+
+def test_without_an_lvlm_the_cli_labels_with_the_reference_labeller_and_says_so(sample_ws) -> None:  # type: ignore[no-untyped-def]
+    env = {k: v for k, v in os.environ.items() if k not in ("RGVLM_MODEL", "RGVLM_BASE_URL")}
+    result = subprocess.run(
+        [sys.executable, "-m", "rgvlm_core.cli", "-w", str(sample_ws.root), "label", "-n", "5"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "reference labeller, which reads ground truth and is not a vision-language model" in result.stderr
+    runs = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "rgvlm_core.cli", "-w", str(sample_ws.root), "label-runs", "--json"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        ).stdout
+    )
+    assert [r["labeller"] for r in runs] == ["reference"] and runs[0]["failed_steps"] == 0
