@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach a model hub
+
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

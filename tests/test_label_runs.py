@@ -283,3 +283,26 @@ def test_without_an_lvlm_the_cli_labels_with_the_reference_labeller_and_says_so(
         ).stdout
     )
     assert [r["labeller"] for r in runs] == ["reference"] and runs[0]["failed_steps"] == 0
+
+
+def test_a_tiny_random_transformers_model_ends_in_recorded_failures_not_crashes(
+    sample_ws, tmp_path_factory
+) -> None:  # type: ignore[no-untyped-def]
+    from rgvlm_core.labeling.factory import LabelSpec, build_labeller
+    from tests.tiny_models import build_tiny_llava
+
+    folder = build_tiny_llava(tmp_path_factory.getbasetemp() / "tiny-llava")
+    spec = LabelSpec(
+        labeller="lvlm", backend="hf", model=str(folder), device="cpu", dtype="float32", batch_size=2
+    )
+    labeller, _ = build_labeller(sample_ws, spec)
+    labeller.query = type(labeller.query)(
+        stage1_max_tokens=16, tokens_per_step=4
+    )  # keep the random model short
+    last = _run(sample_ws, labeller, "tiny", EpisodeFilter(limit=2))
+    assert last.done == last.total > 0 and last.calls >= 2 * last.total
+    reader = sample_ws.reader()
+    rows = reader.rows("SELECT status, error, analysis FROM analyses WHERE run_id = 'tiny'")
+    reader.close()
+    assert all(r["status"] == "failed" and r["error"].startswith("stage two:") for r in rows)
+    assert all(r["analysis"] is not None for r in rows), "the stage-one text is kept even when scoring fails"

@@ -60,6 +60,7 @@ class ClipConfig:
     score_high: float = DEFAULT_SCORE_HIGH  # similarity scored 10: a typical well-matched pair
     # DEFAULT (the paper is silent): a step's reward judges the state its action reaches, as VLM-RM
     # scores the observation after each step; 'before' scores the step's own frame instead.
+    # DEVIATION: the frame after each action by default (VLM-RM); see docs/deviations.md
     frame: Literal["after", "before"] = "after"  # score the frame after each action (VLM-RM) or before it
     batch_size: int = 16  # frames embedded per forward pass
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from rgvlm_core.labeling.types import SCORE_MAX, SCORE_MIN, Segment, SegmentLabel, SegmentStep, StepScore
 
+# DEVIATION: the reference labeller is ours, not the paper's; its scale is in docs/deviations.md
 COMPLETES, PROGRESS, NO_PROGRESS, FAILED = 10, 7, 2, 0
 ANALYSIS = (
     "Reference labeller: these scores come from ground truth ({source}), not from a vision-language "

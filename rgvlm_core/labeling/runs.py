@@ -124,8 +124,8 @@ async def _run(
             progress.count(hit, cached=True)
             if n % CACHED_PROGRESS_EVERY == 0:  # cache hits are cheap: report them in strides
                 yield progress.snapshot(config.name)
-            writer.maybe_flush()
         if progress.cached:
+            writer.flush()  # cache hits are committed together: a rerun would find them again anyway
             yield progress.snapshot(config.name)
         async for seg, result in _label_all(labeller, misses, config.concurrency):
             writer.add(seg, result, keys.get(id(seg)), cached=False)
@@ -175,6 +175,7 @@ def cache_key(settings: str, segment: Segment) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
+# DEVIATION: frames are identified by path, size and mtime, not a content hash (docs/deviations.md)
 def _frame_identity(path: str | None) -> list[Any] | None:
     if path is None:
         return None
