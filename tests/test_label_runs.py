@@ -306,3 +306,35 @@ def test_a_tiny_random_transformers_model_ends_in_recorded_failures_not_crashes(
     reader.close()
     assert all(r["status"] == "failed" and r["error"].startswith("stage two:") for r in rows)
     assert all(r["analysis"] is not None for r in rows), "the stage-one text is kept even when scoring fails"
+
+
+def test_tokens_and_cost_are_accounted_when_prices_are_configured(sample_ws) -> None:  # type: ignore[no-untyped-def]
+    with FakeOpenAI() as fake:
+        last = _run(
+            sample_ws,
+            _lvlm(fake, price_prompt_per_1k=0.5, price_completion_per_1k=2.0),
+            "priced",
+            EpisodeFilter(limit=3),
+        )
+    reader = sample_ws.reader()
+    row = reader.rows(
+        "SELECT sum(prompt_tokens)::BIGINT p, sum(completion_tokens)::BIGINT c, sum(cost) AS cost "
+        "FROM analyses WHERE run_id = 'priced'"
+    )[0]
+    summary = next(r for r in label_runs(reader) if r["run_id"] == "priced")
+    reader.close()
+    assert row["p"] > 0 and row["c"] > 0
+    assert row["cost"] == pytest.approx(row["p"] / 1000 * 0.5 + row["c"] / 1000 * 2.0)
+    assert summary["cost"] == pytest.approx(row["cost"]) and last.cost == pytest.approx(row["cost"])
+
+
+def test_the_clip_labeller_scores_every_step_of_a_run_from_a_local_model(sample_ws, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
+    from rgvlm_core.labeling.factory import LabelSpec, build_labeller
+    from tests.tiny_models import build_tiny_clip
+
+    folder = build_tiny_clip(tmp_path_factory.getbasetemp() / "tiny-clip")
+    labeller, prompt = build_labeller(sample_ws, LabelSpec(labeller="clip", model=str(folder), device="cpu"))
+    last = _run(sample_ws, labeller, "clip", EpisodeFilter(limit=4))
+    assert prompt is None and last.failed == 0 and last.ok == last.total > 0
+    scores = [score for _, _, score, status, _ in _labels(sample_ws, "clip")]
+    assert all(isinstance(s, int) and 0 <= s <= 10 for s in scores)

@@ -151,8 +151,9 @@ def label_runs(reader: StoreReader) -> list[dict[str, Any]]:
                    FROM labels GROUP BY run_id),
              a AS (SELECT run_id, count(*) AS segments,
                           count(*) FILTER (WHERE status = 'failed') AS failed_segments,
-                          sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
-                          sum(calls) AS calls, sum(cost) AS cost,
+                          sum(prompt_tokens)::BIGINT AS prompt_tokens,
+                          sum(completion_tokens)::BIGINT AS completion_tokens,
+                          sum(calls)::BIGINT AS calls, sum(cost) AS cost,
                           avg(latency_s) FILTER (WHERE calls > 0) AS latency_s,
                           count(*) FILTER (WHERE cached) AS cached_segments
                    FROM analyses GROUP BY run_id)
