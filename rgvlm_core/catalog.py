@@ -41,6 +41,7 @@ class EpisodeFilter:
     n_subtasks: tuple[int, ...] = ()
     datasets: tuple[str, ...] = ()
     text: str | None = None  # case-insensitive substring of the goal
+    episode_ids: tuple[str, ...] = ()
     include_task_only: bool = True
     sort_by: str = "episode_id"
     descending: bool = False
@@ -121,6 +122,7 @@ def _where(flt: EpisodeFilter) -> tuple[str, list[Any]]:
     any_of("task_type", flt.task_types)
     any_of("n_subtasks", flt.n_subtasks)
     any_of("dataset", flt.datasets)
+    any_of("episode_id", flt.episode_ids)
     if flt.text:
         clauses.append("goal ILIKE ?")
         params.append(f"%{flt.text}%")

@@ -49,9 +49,27 @@ label_cmds.register(app)
 
 
 def main() -> None:
-    """Entry point: user errors become one red line and exit code 1; bugs keep their traceback."""
+    """Entry point: user errors become one red line and exit code 1; bugs keep their traceback.
+
+    Run as a job (RGVLM_JOB_DIR set), it also records how it ended, and SIGTERM stops it cleanly.
+    """
+    from rgvlm_core.jobs import JobCancelled, install_job_handlers, record_exit
+
+    install_job_handlers()
     try:
         app()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        record_exit("done" if code == 0 else "failed", code, None if code == 0 else f"exit code {code}")
+        raise
     except RGVLMError as exc:
+        record_exit("failed", 1, str(exc))
         err_console.print(f"error: {exc}", style="bold red", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
+    except JobCancelled:
+        record_exit("cancelled", 143, "cancelled")
+        err_console.print("cancelled", style="yellow")
+        sys.exit(143)
+    except BaseException as exc:
+        record_exit("failed", 1, f"{type(exc).__name__}: {exc}")
+        raise

@@ -30,6 +30,7 @@ def import_(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from rgvlm_core.importer import ImportConfig, import_alfred
+    from rgvlm_core.jobs import report_progress
 
     if not path.exists():
         from rgvlm_core.errors import RGVLMError
@@ -62,6 +63,7 @@ def import_(
                 summary = stop.value
                 break
             progress.update(task, completed=event.done, total=event.total)
+            report_progress(event.done, event.total, event.path)
             for line in event.errors:
                 if shown < SHOWN_ERRORS:
                     err_console.print(f"refused: {line}", style="yellow", markup=False, soft_wrap=True)

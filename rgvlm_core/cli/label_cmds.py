@@ -83,12 +83,14 @@ def label(
         None, "--dataset", help="Only this dataset: alfred or sim (repeatable)."
     ),
     limit: int = typer.Option(None, "--limit", "-n", min=1, help="At most N episodes."),
+    episode: list[str] = typer.Option(None, "--episode", "-e", help="Only this episode id (repeatable)."),
     flush_every: int = typer.Option(200, "--flush-every", min=1, hidden=True, help="Segments per commit."),
 ) -> None:
     """Label the steps of the workspace's episodes with rewards (resumable, cached, with progress)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from rgvlm_core.catalog import EpisodeFilter
+    from rgvlm_core.jobs import JobCancelled, cancel_requested, cooperative, report_progress
     from rgvlm_core.labeling.factory import LabelSpec, build_labeller, default_run_name
     from rgvlm_core.labeling.runs import RunConfig, label_run
 
@@ -124,6 +126,7 @@ def label(
         n_subtasks=tuple(n_subtasks or ()),
         datasets=tuple(dataset or ()),
         limit=limit,
+        episode_ids=tuple(episode or ()),
     )
     config = RunConfig(
         name=name or default_run_name(built, unit, flt),
@@ -144,9 +147,15 @@ def label(
         console=err_console,
     ) as bar:
         task = bar.add_task("label", total=None, info="")
-        for last in label_run(ws, built, config, prompt_id):
-            info = f"ok {last.ok} failed {last.failed} cached {last.cached}"
-            bar.update(task, completed=last.done, total=last.total, info=info)
+        with cooperative():
+            for last in label_run(ws, built, config, prompt_id):
+                info = f"ok {last.ok} failed {last.failed} cached {last.cached}"
+                bar.update(task, completed=last.done, total=last.total, info=info)
+                report_progress(last.done, last.total, info)
+                if cancel_requested():
+                    break  # closing the run commits the segments already finished
+    if cancel_requested():
+        raise JobCancelled()
     if last is None:
         raise RGVLMError("no segments to label: the filters match no episode with steps")
     cost = f", cost {last.cost:.4f}" if last.cost is not None else ""

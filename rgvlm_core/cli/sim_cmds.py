@@ -36,6 +36,7 @@ def generate(
     """Generate an ALFRED-format dataset (traj_data.json + raw_images/) of simulator episodes."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from rgvlm_core.jobs import report_progress
     from rgvlm_core.sim.generate import GenerateConfig, parse_mix
     from rgvlm_core.sim.generate import generate as run
 
@@ -59,9 +60,10 @@ def generate(
         console=err_console,
     ) as progress:
         task = progress.add_task("generate", total=episodes)
-        for item in run(out, config, workers=workers):
+        for done, item in enumerate(run(out, config, workers=workers), start=1):
             steps += item.steps
             progress.advance(task)
+            report_progress(done, episodes, item.path)
     console.print(
         f"wrote {episodes} episodes ({steps} steps) to {out}; import with: rgvlm import {out}", markup=False
     )

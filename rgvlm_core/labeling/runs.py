@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -127,12 +128,15 @@ async def _run(
         if progress.cached:
             writer.flush()  # cache hits are committed together: a rerun would find them again anyway
             yield progress.snapshot(config.name)
-        async for seg, result in _label_all(labeller, misses, config.concurrency):
-            writer.add(seg, result, keys.get(id(seg)), cached=False)
-            progress.count(result, cached=False)
-            yield progress.snapshot(config.name)
-            writer.maybe_flush()
-        writer.flush()
+        try:
+            async with contextlib.aclosing(_label_all(labeller, misses, config.concurrency)) as results:
+                async for seg, result in results:
+                    writer.add(seg, result, keys.get(id(seg)), cached=False)
+                    progress.count(result, cached=False)
+                    yield progress.snapshot(config.name)
+                    writer.maybe_flush()
+        finally:  # also when stopped (cancelled job, Ctrl-C): keep what is finished; a rerun does the rest
+            writer.flush()
 
 
 async def _label_all(

@@ -1,0 +1,47 @@
+"""A live view of jobs: progress bars, status, log tail and Cancel, refreshed by a timed fragment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from rgvlm_core.jobs import Job, cancel_job, get_job, list_jobs, read_log
+from rgvlm_core.workspace import Workspace
+
+STATUS_ICON = {"running": "⏳", "done": "✅", "failed": "❌", "cancelled": "⏹️"}
+
+
+def jobs_panel(workspace_path: Path | str, job_ids: list[str] | None = None, *, limit: int = 10) -> None:
+    """Show jobs (the given ones, or the newest) and keep them live while any is running."""
+    _panel(str(workspace_path), tuple(job_ids) if job_ids is not None else None, limit)
+
+
+@st.fragment(run_every=1.0)
+def _panel(workspace_path: str, job_ids: tuple[str, ...] | None, limit: int) -> None:
+    ws = Workspace.open(Path(workspace_path), create=False)
+    jobs = [get_job(ws, j) for j in job_ids] if job_ids is not None else list_jobs(ws, limit)
+    if not jobs:
+        st.caption("No jobs yet.")
+        return
+    for job in jobs:
+        _job_row(ws, job)
+
+
+def _job_row(ws: Workspace, job: Job) -> None:
+    with st.container(border=True):
+        head, button = st.columns([6, 1])
+        head.markdown(f"{STATUS_ICON.get(job.status, '')} **{job.status}** · `{job.command}`")
+        if job.status == "running" and button.button("Cancel", key=f"cancel-{job.job_id}"):
+            cancel_job(ws, job.job_id)
+            st.rerun(scope="fragment")
+        fraction = job.fraction
+        label = f"{job.done} of {job.total}" if job.total else "starting…"
+        if job.status == "running":
+            st.progress(fraction or 0.0, text=f"{label} · {job.info}" if job.info else label)
+        elif job.status == "done":
+            st.progress(1.0, text=f"finished {job.finished_at}")
+        if job.error and job.status != "done":
+            st.error(job.error, icon=":material/error:")
+        with st.expander("Log"):
+            st.code(read_log(job, 4000) or "(empty)", language=None)
