@@ -2,11 +2,14 @@
 
 import streamlit as st
 
+from rgvlm_app.nav import require_navigation
 from rgvlm_app.state import store_reader, workspace_path
 from rgvlm_app.text import md_escape
 from rgvlm_core import charts
 from rgvlm_core.catalog import recent_imports, workspace_counts
 from rgvlm_core.episodes import ALFRED_TASK_TYPES
+
+require_navigation()
 
 st.title("RG-VLM Studio")
 st.caption(f"Workspace `{workspace_path()}`")

@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -141,7 +141,7 @@ async def _run(
 
 async def _label_all(
     labeller: Labeller, segments: list[Segment], concurrency: int
-) -> AsyncIterator[tuple[Segment, SegmentLabel]]:
+) -> AsyncGenerator[tuple[Segment, SegmentLabel], None]:
     """Label segments with at most `concurrency` in flight, yielding each as it finishes."""
     queue: asyncio.Queue[tuple[Segment, SegmentLabel]] = asyncio.Queue()
     gate = asyncio.Semaphore(max(1, concurrency))
