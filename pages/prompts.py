@@ -67,6 +67,8 @@ with relabel_tab:
     st.caption("Label the workspace, or a filtered part of it, as a background job (`rgvlm label`).")
     pw.relabel_form(reader.workspace, prompt, pw.filter_options(reader))
 
-if st.session_state[pw.JOBS]:
-    st.subheader("Jobs started from this page")
-    jobs_panel(workspace_path(), st.session_state[pw.JOBS])
+st.subheader("Jobs")
+st.caption(
+    "The workspace's newest jobs, wherever they were started; they keep running if you close the page."
+)
+jobs_panel(workspace_path(), limit=5)

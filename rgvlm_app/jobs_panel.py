@@ -9,7 +9,12 @@ import streamlit as st
 from rgvlm_core.jobs import Job, cancel_job, get_job, list_jobs, read_log
 from rgvlm_core.workspace import Workspace
 
-STATUS_ICON = {"running": "⏳", "done": "✅", "failed": "❌", "cancelled": "⏹️"}
+STATUS_ICON = {
+    "running": ":material/hourglass_top:",
+    "done": ":material/check_circle:",
+    "failed": ":material/error:",
+    "cancelled": ":material/stop_circle:",
+}
 
 
 def jobs_panel(workspace_path: Path | str, job_ids: list[str] | None = None, *, limit: int = 10) -> None:
