@@ -167,6 +167,7 @@ class Trajectory:
     completed_subtasks: int | None = None  # how many subtasks the trajectory completed, when known
     behaviour: str | None = None  # simulator data: expert, suboptimal or failed
     condition: str | None = None  # simulator data: default or randomized initial state
+    final_state: str | None = None  # simulator data: the state after the last step, as JSON
 
 
 @dataclass(frozen=True)

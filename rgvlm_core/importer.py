@@ -189,6 +189,7 @@ def _trajectory_rows(trajs: Sequence[Trajectory], import_id: str) -> pa.Table:
                 "completed_subtasks": t.completed_subtasks,
                 "behaviour": t.behaviour,
                 "condition": t.condition,
+                "final_state": t.final_state,
                 "import_id": import_id,
             }
             for t in trajs

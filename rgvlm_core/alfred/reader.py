@@ -172,6 +172,7 @@ def _parse_document(
             completed_subtasks=sim.completed if sim else len(plan.spans),
             behaviour=sim.behaviour if sim else None,
             condition=sim.condition if sim else None,
+            final_state=sim.final_state if sim else None,
             has_frames=seen.frames is not None,
             features_path=seen.features_path,
             features_layout=seen.features_layout,

@@ -30,6 +30,7 @@ class SimExtension:
     progress: tuple[bool, ...]
     valid: tuple[bool, ...]
     states: tuple[str, ...]  # compact JSON of each step's state
+    final_state: str | None = None  # the state after the last action
 
 
 def parse_sim_extension(value: Any, n_low: int, n_subtasks: int) -> SimExtension:
@@ -58,7 +59,13 @@ def parse_sim_extension(value: Any, n_low: int, n_subtasks: int) -> SimExtension
         orjson.dumps(as_dict(v, f"{KEY}.states[{t}]"), option=orjson.OPT_SORT_KEYS).decode()
         for t, v in enumerate(_per_step(ext, "states", n_low))
     )
-    return SimExtension(behaviour, condition, completed, rewards, progress, valid, states)
+    every = as_list(ext["states"], f"{KEY}.states")
+    final = None
+    if len(every) > n_low:
+        final = orjson.dumps(
+            as_dict(every[n_low], f"{KEY}.states[{n_low}]"), option=orjson.OPT_SORT_KEYS
+        ).decode()
+    return SimExtension(behaviour, condition, completed, rewards, progress, valid, states, final)
 
 
 def _choice(ext: dict[str, Any], key: str, allowed: tuple[str, ...]) -> str:

@@ -59,6 +59,7 @@ TRAJECTORIES = TableSpec(
             ("completed_subtasks", pa.int32()),
             ("behaviour", pa.string()),
             ("condition", pa.string()),
+            ("final_state", pa.string()),
             (IMPORT_ID, pa.string()),
         ]
     ),

@@ -1,0 +1,1 @@
+"""Offline reinforcement learning: discrete, language-conditioned IQL (`rgvlm_core.rl.iql`)."""

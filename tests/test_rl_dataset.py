@@ -1,0 +1,108 @@
+"""Offline datasets: transitions, reward sources, the failed-label policy and the instruction cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rgvlm_core.errors import RGVLMError
+from rgvlm_core.labeling.store import add_override
+from rgvlm_core.rl.dataset import build_dataset, parse_reward_source
+from rgvlm_core.rl.encoder import HashEncoder, MiniLMEncoder, encode_cached
+from rgvlm_core.sample import label_sample
+from rgvlm_core.sim.world import ACTION_TOKENS
+
+
+@pytest.fixture()
+def labelled(sample_ws):  # type: ignore[no-untyped-def]
+    clean, noisy = label_sample(sample_ws)
+    return sample_ws, clean, noisy
+
+
+def test_sparse_rewards_and_dones_follow_subtask_completion(labelled) -> None:  # type: ignore[no-untyped-def]
+    ws, _, _ = labelled
+    reader = ws.reader()
+    data = build_dataset(reader, parse_reward_source("sparse", reader), HashEncoder())
+    steps = reader.rows("SELECT sum(sparse_reward) r FROM steps s JOIN episodes e USING (trajectory_id)")[0][
+        "r"
+    ]
+    reader.close()
+    assert len(data) == 1502 and data.states.shape == (1502, 870)
+    assert data.rewards.sum() == pytest.approx(steps)
+    assert (data.dones[data.rewards > 0] == 1).all()
+    assert data.masks[np.arange(len(data)), data.actions].mean() > 0.9, "most dataset actions are valid"
+    invalid = ~data.masks[np.arange(len(data)), data.actions]
+    assert invalid.sum() > 0 and all(ACTION_TOKENS[a] for a in data.actions[invalid])
+
+
+def test_combined_rewards_equal_sparse_plus_lambda_times_score_over_ten(labelled) -> None:  # type: ignore[no-untyped-def]
+    ws, _, noisy = labelled
+    reader = ws.reader()
+    sparse = build_dataset(reader, parse_reward_source("sparse", reader), HashEncoder())
+    vlm = build_dataset(reader, parse_reward_source(f"rgvlm:{noisy}", reader), HashEncoder())
+    both = build_dataset(reader, parse_reward_source(f"sparse+rgvlm:{noisy}", reader, lam=0.5), HashEncoder())
+    ref = build_dataset(reader, parse_reward_source("reference", reader), HashEncoder())
+    scores = reader.query(f"SELECT score FROM labels WHERE run_id = '{noisy}' ORDER BY episode_id, t").column(
+        0
+    )
+    reader.close()
+    assert vlm.rewards == pytest.approx(np.asarray(scores.to_pylist(), np.float32) / 10)
+    assert both.rewards == pytest.approx(sparse.rewards + 0.5 * vlm.rewards)
+    assert ref.info["reward_source"] == "reference" and ref.rewards.max() == pytest.approx(1.0)
+
+
+def test_overrides_are_applied_and_failed_labels_follow_the_stated_policy(labelled) -> None:  # type: ignore[no-untyped-def]
+    ws, clean, _ = labelled
+    reader = ws.reader()
+    first = reader.rows(
+        f"SELECT episode_id, t FROM labels WHERE run_id = '{clean}' ORDER BY episode_id, t LIMIT 1"
+    )[0]
+    reader.close()
+    add_override(ws, clean, first["episode_id"], first["t"], 3, "person says so")
+    reader = ws.reader()
+    data = build_dataset(reader, parse_reward_source(f"rgvlm:{clean}", reader), HashEncoder())
+    assert data.rewards[0] == pytest.approx(0.3)
+    # a label run covering only a few episodes: the rest count as steps without a VLM reward
+    reader.close()
+    from rgvlm_core.catalog import EpisodeFilter
+    from rgvlm_core.labeling.reference import ReferenceLabeller
+    from rgvlm_core.labeling.runs import RunConfig, label_run
+
+    for _ in label_run(ws, ReferenceLabeller(), RunConfig(name="few", filters=EpisodeFilter(limit=10))):
+        pass
+    reader = ws.reader()
+    kept = build_dataset(reader, parse_reward_source("rgvlm:few", reader), HashEncoder(), failed="sparse")
+    dropped = build_dataset(reader, parse_reward_source("rgvlm:few", reader), HashEncoder(), failed="drop")
+    reader.close()
+    assert kept.info["steps_without_vlm_reward"] == len(kept) - len(dropped) > 0
+    assert len(kept) == 1502
+
+
+def test_unknown_reward_sources_are_refused_with_the_known_forms(labelled) -> None:  # type: ignore[no-untyped-def]
+    ws, _, _ = labelled
+    reader = ws.reader()
+    with pytest.raises(RGVLMError, match="use sparse, reference"):
+        parse_reward_source("dense", reader)
+    with pytest.raises(RGVLMError, match="no label run 'ghost'"):
+        parse_reward_source("rgvlm:ghost", reader)
+    reader.close()
+
+
+def test_instruction_embeddings_are_cached_per_sentence(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    class Counting(HashEncoder):
+        calls = 0
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            Counting.calls += len(texts)
+            return super().encode(texts)
+
+    enc = Counting()
+    first = encode_cached(enc, ["Pick up the apple.", "Grab the mug.", "Pick up the apple."], tmp_path)
+    again = encode_cached(enc, ["Grab the mug.", "Turn on the lamp."], tmp_path)
+    assert Counting.calls == 3 and np.allclose(first[1], again[0])
+
+
+def test_minilm_embeds_paraphrases_close_and_other_tasks_apart() -> None:
+    vectors = MiniLMEncoder().encode(["Pick up the apple.", "Grab the apple.", "Turn on the desk lamp."])
+    assert vectors.shape == (3, 384)
+    assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2]) + 0.3
