@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from rgvlm_core.cli import app_cmd, data_cmds, label_cmds, sim_cmds, store_cmds
+from rgvlm_core.cli import app_cmd, data_cmds, label_cmds, rl_cmds, sim_cmds, store_cmds
 from rgvlm_core.cli.common import err_console, set_workspace_path
 from rgvlm_core.errors import RGVLMError
 
@@ -46,6 +46,7 @@ store_cmds.register(app)
 app_cmd.register(app)
 sim_cmds.register(app)
 label_cmds.register(app)
+rl_cmds.register(app)
 
 
 def main() -> None:

@@ -273,6 +273,64 @@ OVERRIDES = TableSpec(
     sort_by=(RUN_ID, EPISODE_ID, "t", "created_at"),
 )
 
+TRAIN_RUNS = TableSpec(
+    name="train_runs",
+    version=1,
+    schema=pa.schema(
+        [
+            (RUN_ID, pa.string()),
+            ("reward_source", pa.string()),
+            ("lam", pa.float64()),
+            ("seed", pa.int64()),
+            ("steps", pa.int64()),
+            ("encoder", pa.string()),
+            ("config", pa.string()),  # JSON: the resolved IQL config
+            ("spec", pa.string()),  # JSON: reward source, filters, failed-label policy
+            ("dataset", pa.string()),  # JSON: transitions, episodes, instructions, steps without VLM reward
+            ("provenance", pa.string()),  # JSON: label run (labeller, model, prompt), package versions
+            ("checkpoint", pa.string()),  # path relative to the workspace
+            ("started_at", _UTC),
+            ("finished_at", _UTC),
+        ]
+    ),
+    key=(RUN_ID,),
+    sort_by=("started_at",),
+)
+
+TRAIN_METRICS = TableSpec(
+    name="train_metrics",
+    version=1,
+    schema=pa.schema(
+        [(RUN_ID, pa.string()), ("step", pa.int64()), ("name", pa.string()), ("value", pa.float64())]
+    ),
+    key=(RUN_ID, "step", "name"),
+    sort_by=(RUN_ID, "step", "name"),
+)
+
+EVAL_RESULTS = TableSpec(
+    name="eval_results",
+    version=1,
+    schema=pa.schema(
+        [
+            (RUN_ID, pa.string()),
+            ("condition", pa.string()),
+            ("seed", pa.int64()),
+            ("length", pa.int32()),
+            ("episode", pa.int32()),
+            ("task_type", pa.string()),
+            ("room", pa.string()),
+            ("goal", pa.string()),
+            (N_SUBTASKS, pa.int32()),
+            ("completed", pa.int32()),
+            ("success", pa.bool_()),
+            ("steps", pa.int32()),
+            ("evaluated_at", _UTC),
+        ]
+    ),
+    key=(RUN_ID, "condition", "seed", "length", "episode"),
+    sort_by=(RUN_ID, "condition", "length", "episode"),
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -287,6 +345,9 @@ TABLES: dict[str, TableSpec] = {
         ANALYSES,
         LABEL_CACHE,
         OVERRIDES,
+        TRAIN_RUNS,
+        TRAIN_METRICS,
+        EVAL_RESULTS,
     )
 }
 
