@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach a model hub
+if "huggingface_hub.constants" in sys.modules:  # the hub client reads the flag once, at its import
+    sys.modules["huggingface_hub.constants"].HF_HUB_OFFLINE = True
 
 import pytest
 

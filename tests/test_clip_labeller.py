@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,17 +24,6 @@ from rgvlm_core.labeling.clip import (
 )
 from rgvlm_core.labeling.types import SCORE_MAX, SCORE_MIN, Labeller, Segment, SegmentLabel, SegmentStep
 from tests.tiny_models import build_tiny_clip
-
-
-@pytest.fixture(scope="module", autouse=True)
-def offline() -> Iterator[None]:
-    """Nothing may try the network: the hub client reads its offline flag at import, so set both."""
-    import huggingface_hub.constants
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-        yield
 
 
 @pytest.fixture(scope="module")

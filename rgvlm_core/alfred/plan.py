@@ -290,22 +290,6 @@ def build_steps(
             continue
         subtask_of_step[first : last + 1] = [index] * (last - first + 1)
         rewarded.add(last)
-    if sim is not None:
-        return tuple(
-            Step(
-                t=t,
-                action=plan.tokens[t],
-                high_idx=plan.step_high_idxs[t],
-                subtask_index=subtask_of_step[t],
-                frame=frames[t] if frames is not None else None,
-                sparse_reward=float(sim.rewards[t]),
-                done=t == n - 1,
-                valid=sim.valid[t],
-                progress=sim.progress[t],
-                state=sim.states[t],
-            )
-            for t in range(n)
-        )
     return tuple(
         Step(
             t=t,
@@ -314,8 +298,11 @@ def build_steps(
             subtask_index=subtask_of_step[t],
             frame=frames[t] if frames is not None else None,
             feature_row=feature_rows[t] if feature_rows is not None else None,
-            sparse_reward=1.0 if t in rewarded else 0.0,
+            sparse_reward=float(sim.rewards[t]) if sim else (1.0 if t in rewarded else 0.0),
             done=t == n - 1,
+            valid=sim.valid[t] if sim else True,
+            progress=sim.progress[t] if sim else None,
+            state=sim.states[t] if sim else None,
         )
         for t in range(n)
     )
