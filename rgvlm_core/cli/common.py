@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from rgvlm_core.workspace import Workspace
 
@@ -39,3 +40,16 @@ def open_workspace(*, create: bool, seed: bool = True) -> Workspace:
 def print_json(value: Any) -> None:
     """Machine-readable output: plain JSON on stdout, nothing else."""
     print(json.dumps(value, indent=1, default=str))
+
+
+def progress_bar(label: str, *, transient: bool = False) -> Progress:
+    """The CLI's progress bar (on stderr): label, bar, done/total, a free `info` field, time left."""
+    return Progress(
+        TextColumn(label, markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}", markup=False),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=transient,
+    )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rgvlm_core.cli.common import console, err_console, open_workspace, print_json
+from rgvlm_core.cli.common import console, err_console, open_workspace, print_json, progress_bar
 
 SHOWN_ERRORS = 50  # refusal lines printed during an import; all are stored in the workspace
 
@@ -27,7 +27,6 @@ def import_(
     batch_size: int = typer.Option(1000, "--batch-size", min=1, hidden=True, help="Trajectories per commit."),
 ) -> None:
     """Import an ALFRED-format folder (idempotent: importing it again adds nothing)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from rgvlm_core.importer import ImportConfig, import_alfred
     from rgvlm_core.jobs import report_progress
@@ -47,15 +46,8 @@ def import_(
     )
     shown = 0
     run = import_alfred(ws, path, config)
-    with Progress(
-        TextColumn("importing"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("import", total=None)
+    with progress_bar("importing", transient=True) as progress:
+        task = progress.add_task("import", total=None, info="")
         while True:
             try:
                 event = next(run)

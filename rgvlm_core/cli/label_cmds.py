@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from rgvlm_core.cli.common import console, err_console, open_workspace, print_json
+from rgvlm_core.cli.common import console, err_console, open_workspace, print_json, progress_bar
 from rgvlm_core.errors import RGVLMError, UsageError
 
 prompts_app = typer.Typer(help="Prompt versions of the two RG-VLM stages.")
@@ -87,7 +87,6 @@ def label(
     flush_every: int = typer.Option(200, "--flush-every", min=1, hidden=True, help="Segments per commit."),
 ) -> None:
     """Label the steps of the workspace's episodes with rewards (resumable, cached, with progress)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from rgvlm_core.catalog import EpisodeFilter
     from rgvlm_core.jobs import JobCancelled, cancel_requested, cooperative, report_progress
@@ -138,14 +137,7 @@ def label(
         flush_every=flush_every,
     )
     last = None
-    with Progress(
-        TextColumn(f"labelling {config.name}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeRemainingColumn(),
-        console=err_console,
-    ) as bar:
+    with progress_bar(f"labelling {config.name}") as bar:
         task = bar.add_task("label", total=None, info="")
         with cooperative():
             for last in label_run(ws, built, config, prompt_id):

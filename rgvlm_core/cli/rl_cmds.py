@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rgvlm_core.cli.common import console, err_console, open_workspace, print_json
+from rgvlm_core.cli.common import console, open_workspace, print_json, progress_bar
 
 
 def train(
@@ -22,7 +22,6 @@ def train(
     log_every: int = typer.Option(1000, "--log-every", min=1, help="Store metrics every N steps."),
 ) -> None:
     """Train language-conditioned IQL on the workspace's simulator data with a reward source."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from rgvlm_core.jobs import report_progress
     from rgvlm_core.rl.iql import IQLConfig
@@ -36,14 +35,7 @@ def train(
     config = IQLConfig(steps=steps, seed=seed, batch_size=batch_size, device=device, log_every=log_every)
     spec = TrainSpec(reward=reward, lam=lam, encoder=encoder, failed=failed, name=name)
     last = None
-    with Progress(
-        TextColumn("training"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeRemainingColumn(),
-        console=err_console,
-    ) as bar:
+    with progress_bar("training") as bar:
         task = bar.add_task("train", total=steps, info="")
         for last in train_run(ws, spec, config):
             info = f"q {last.metrics.get('losses/q', 0):.3f} v {last.metrics.get('losses/v', 0):.3f}"

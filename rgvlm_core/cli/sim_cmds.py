@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rgvlm_core.cli.common import console, err_console, print_json
+from rgvlm_core.cli.common import console, err_console, print_json, progress_bar
 
 sim_app = typer.Typer(help="The embedded household simulator: generate datasets, evaluate policies.")
 
@@ -34,7 +34,6 @@ def generate(
     workers: int = typer.Option(2, "--workers", min=1, help="Processes (the result does not depend on it)."),
 ) -> None:
     """Generate an ALFRED-format dataset (traj_data.json + raw_images/) of simulator episodes."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from rgvlm_core.jobs import report_progress
     from rgvlm_core.sim.generate import GenerateConfig, parse_mix
@@ -52,14 +51,8 @@ def generate(
         split=split,
     )
     steps = 0
-    with Progress(
-        TextColumn("generating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-    ) as progress:
-        task = progress.add_task("generate", total=episodes)
+    with progress_bar("generating") as progress:
+        task = progress.add_task("generate", total=episodes, info="")
         for done, item in enumerate(run(out, config, workers=workers), start=1):
             steps += item.steps
             progress.advance(task)
