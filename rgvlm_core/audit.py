@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
 
-from rgvlm_core.catalog import EpisodeFilter, _where
+from rgvlm_core.catalog import EpisodeFilter, episode_where
 from rgvlm_core.workspace import StoreReader
 
 HIGH_SCORE = 7  # default threshold of "scored high"
@@ -49,7 +50,7 @@ def episode_table(
     reader: StoreReader, flt: EpisodeFilter, run_id: str | None, reference_id: str | None
 ) -> pa.Table:
     """Episodes matching the filter with the run's mean score, failed steps and disagreement."""
-    where, params = _where(EpisodeFilter(**{**flt.__dict__, "limit": None}))
+    where, params = episode_where(replace(flt, limit=None))
     sql = f"""
         WITH {_EFFECTIVE},
         run AS (SELECT episode_id, avg(score) AS mean_score,

@@ -99,7 +99,7 @@ def list_episodes(reader: StoreReader, flt: EpisodeFilter = EpisodeFilter()) -> 
     """Episodes matching the filter, with the columns of EPISODE_COLUMNS."""
     if flt.sort_by not in SORTABLE:
         raise RGVLMError(f"cannot sort by {flt.sort_by!r}; choose one of {', '.join(sorted(SORTABLE))}")
-    where, params = _where(flt)
+    where, params = episode_where(flt)
     order = f"{flt.sort_by} {'DESC' if flt.descending else 'ASC'}, episode_id"
     sql = f"SELECT {', '.join(EPISODE_COLUMNS)} FROM episodes {where} ORDER BY {order}"
     if flt.limit is not None:
@@ -109,7 +109,8 @@ def list_episodes(reader: StoreReader, flt: EpisodeFilter = EpisodeFilter()) -> 
     return reader.query(sql, params)
 
 
-def _where(flt: EpisodeFilter) -> tuple[str, list[Any]]:
+def episode_where(flt: EpisodeFilter) -> tuple[str, list[Any]]:
+    """The SQL WHERE clause (and its parameters) selecting the filter's episodes from `episodes`."""
     clauses: list[str] = []
     params: list[Any] = []
 

@@ -47,7 +47,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import httpx
@@ -466,3 +466,23 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --- helpers for the tests that drive backends and label runs against this server ---------------------
+
+
+def lvlm_label_args(base_url: str, name: str, *extra: str) -> list[str]:
+    """`rgvlm label` arguments for an LVLM run against this fake server."""
+    return ["--labeller", "lvlm", "--model", "fake-vlm", "--base-url", base_url, "--name", name, *extra]
+
+
+def run_backend(backend: Any, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Run `work(backend)` in a fresh event loop and close the backend afterwards (as a label run does)."""
+
+    async def main() -> Any:
+        try:
+            return await work(backend)
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(main())

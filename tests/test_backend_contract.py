@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -26,8 +25,8 @@ from rgvlm_core.labeling.backends.base import (
     TextPart,
 )
 from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import run_backend as run
 
-T = TypeVar("T")
 SECRET = "sk-contract-sentinel-4242"
 SCHEMA = {
     "type": "object",
@@ -57,18 +56,6 @@ def contract_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
         backend = make_backend("hf", config)
         yield backend
         asyncio.run(backend.aclose())
-
-
-def run(backend: Backend, work: Callable[[Backend], Awaitable[T]]) -> T:
-    """`work(backend)` in one event loop, closing the backend at the end (as a label run does)."""
-
-    async def main() -> T:
-        try:
-            return await work(backend)
-        finally:
-            await backend.aclose()
-
-    return asyncio.run(main())
 
 
 def jpeg(colour: tuple[int, int, int]) -> ImagePart:

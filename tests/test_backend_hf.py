@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -31,9 +30,8 @@ from rgvlm_core.labeling.backends.hf_local import (
     resolve_dtype,
     to_chat_messages,
 )
+from tests.fake_openai import run_backend as run
 from tests.tiny_models import LLAVA_IMAGE_TOKENS, build_tiny_llava
-
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -44,16 +42,6 @@ def llava(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def config(folder: Path, **overrides: Any) -> BackendConfig:
     settings: dict[str, Any] = {"model": str(folder), "device": "cpu", "dtype": "float32", "batch_size": 2}
     return BackendConfig(**{**settings, **overrides})
-
-
-def run(backend: Backend, work: Callable[[Backend], Awaitable[T]]) -> T:
-    async def main() -> T:
-        try:
-            return await work(backend)
-        finally:
-            await backend.aclose()
-
-    return asyncio.run(main())
 
 
 def jpeg(colour: tuple[int, int, int], size: tuple[int, int] = (48, 40)) -> bytes:

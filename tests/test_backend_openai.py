@@ -8,8 +8,8 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -34,8 +34,8 @@ from rgvlm_core.labeling.backends.openai_http import (
     retry_after_s,
 )
 from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import run_backend as run
 
-T = TypeVar("T")
 SCHEMA = {"type": "object", "properties": {"scores": {"type": "array", "items": {"type": "integer"}}}}
 HELLO = ChatRequest((Message.text("user", "hello"),), max_tokens=32)
 SCORING = ChatRequest(
@@ -58,18 +58,6 @@ def fake(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI:
 
 def config(*urls: str, **kw: Any) -> BackendConfig:
     return BackendConfig(base_urls=urls, model="fake-vlm", **{"backoff_s": 0.001, **kw})
-
-
-def run(backend: OpenAIBackend, work: Callable[[OpenAIBackend], Awaitable[T]]) -> T:
-    """Run `work(backend)` in a fresh event loop, closing the backend afterwards."""
-
-    async def main() -> T:
-        try:
-            return await work(backend)
-        finally:
-            await backend.aclose()
-
-    return asyncio.run(main())
 
 
 def chat(backend: OpenAIBackend, request: ChatRequest = HELLO) -> ChatResult:

@@ -13,7 +13,7 @@ import pytest
 from rgvlm_core.errors import RGVLMError
 from rgvlm_core.jobs import Job, cancel_job, get_job, list_jobs, read_log, start_job
 from rgvlm_core.workspace import Workspace
-from tests.fake_openai import FakeOpenAI
+from tests.fake_openai import FakeOpenAI, lvlm_label_args
 
 
 def _wait(ws: Workspace, job_id: str, until: tuple[str, ...], timeout_s: float = 90.0) -> Job:
@@ -59,18 +59,7 @@ def test_cancel_stops_the_process_cleanly_and_keeps_finished_work(sample_ws) -> 
     with FakeOpenAI(delay_s=0.2) as fake:
         args = [
             "label",
-            "--labeller",
-            "lvlm",
-            "--model",
-            "fake-vlm",
-            "--base-url",
-            fake.base_url,
-            "--name",
-            "slow",
-            "--concurrency",
-            "2",
-            "--flush-every",
-            "1000",
+            *lvlm_label_args(fake.base_url, "slow", "--concurrency", "2", "--flush-every", "1000"),
         ]
         job = start_job(sample_ws, args, name="slow lvlm run")
         deadline = time.monotonic() + 60
@@ -92,17 +81,7 @@ def test_cancel_stops_the_process_cleanly_and_keeps_finished_work(sample_ws) -> 
 
 def test_a_job_killed_outright_shows_as_failed_never_as_running(sample_ws) -> None:  # type: ignore[no-untyped-def]
     with FakeOpenAI(delay_s=0.5) as fake:
-        args = [
-            "label",
-            "--labeller",
-            "lvlm",
-            "--model",
-            "fake-vlm",
-            "--base-url",
-            fake.base_url,
-            "--name",
-            "doomed",
-        ]
+        args = ["label", *lvlm_label_args(fake.base_url, "doomed")]
         job = start_job(sample_ws, args, name="doomed")
         _wait(sample_ws, job.job_id, ("running",))
         time.sleep(1.0)

@@ -26,6 +26,7 @@ from rgvlm_core.labeling.store import add_override, effective_labels, label_runs
 from rgvlm_core.workspace.files import PAUSE_ENV, PAUSE_MARKER_ENV
 from tests.fake_openai import (
     FakeOpenAI,
+    lvlm_label_args,
     non_json_responder,
     out_of_range_responder,
     wants_scores,
@@ -176,22 +177,9 @@ def test_an_lvlm_run_killed_midway_then_rerun_equals_an_uninterrupted_run(sample
     clean_ws = tmp_path / "clean"
     shutil.copytree(sample_ws.root, clean_ws)
     with FakeOpenAI(delay_s=0.03) as fake:
-        args = [
-            "--labeller",
-            "lvlm",
-            "--model",
-            "fake-vlm",
-            "--base-url",
-            fake.base_url,
-            "--name",
-            "long",
-            "--limit",
-            "40",
-            "--concurrency",
-            "4",
-            "--flush-every",
-            "5",
-        ]
+        args = lvlm_label_args(
+            fake.base_url, "long", "--limit", "40", "--concurrency", "4", "--flush-every", "5"
+        )
         victim = _cli(sample_ws.root, *args)
         deadline = time.monotonic() + 60
         while _stored_segments(sample_ws.root) < 15:

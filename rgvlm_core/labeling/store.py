@@ -9,11 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
 
-from rgvlm_core.catalog import EpisodeFilter, _where
+from rgvlm_core.catalog import EpisodeFilter, episode_where
 from rgvlm_core.errors import RGVLMError
 from rgvlm_core.labeling.prompts import DEFAULT_PROMPT, PromptVersion
 from rgvlm_core.labeling.types import SCORE_MAX, SCORE_MIN, Segment, SegmentStep
@@ -29,7 +30,7 @@ def load_segments(
     """The query units of the chosen episodes (task-only episodes and unreached subtasks have none)."""
     if unit not in UNITS:
         raise RGVLMError(f"unknown query unit {unit!r}; choose {' or '.join(UNITS)}")
-    where, params = _where(EpisodeFilter(**{**flt.__dict__, "include_task_only": False, "limit": None}))
+    where, params = episode_where(replace(flt, include_task_only=False, limit=None))
     limit = f"LIMIT {int(flt.limit)}" if flt.limit else ""
     episodes = reader.rows(
         f"SELECT e.episode_id, e.trajectory_id, e.dataset, e.goal, t.source_dir "

@@ -16,12 +16,12 @@ out); either way the number of affected steps is reported, never silently scored
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 
-from rgvlm_core.catalog import EpisodeFilter, _where
+from rgvlm_core.catalog import EpisodeFilter, episode_where
 from rgvlm_core.errors import RGVLMError
 from rgvlm_core.labeling.rewards import combined, vlm_reward
 from rgvlm_core.rl.encoder import InstructionEncoder, encode_cached
@@ -115,9 +115,7 @@ def build_dataset(
     from rgvlm_core.sim.serialize import state_from_dict
     from rgvlm_core.sim.world import ACTION_INDEX, N_ACTIONS, valid_mask
 
-    where, params = _where(
-        EpisodeFilter(**{**flt.__dict__, "datasets": ("sim",), "include_task_only": False})
-    )
+    where, params = episode_where(replace(flt, datasets=("sim",), include_task_only=False))
     rows = reader.rows(
         f"""
         SELECT e.episode_id, s.t, s.action, s.state, s.sparse_reward, s.subtask_idx, sub.instruction,
