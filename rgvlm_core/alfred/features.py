@@ -11,8 +11,11 @@ torch is imported inside the function, so importing this module stays light.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from rgvlm_core.alfred.checks import one_line
 from rgvlm_core.errors import DataFormatError
@@ -66,6 +69,31 @@ def inspect_features(path: Path, n_low_actions: int, n_images: int, *, source: s
             f"{n_low_actions + 1} (low_actions+1) or {n_images + IMAGES_PADDING} (images+10)",
         )
     return layout
+
+
+def pooled_step_features(path: Path, layout: str, step_rows: Sequence[int]) -> np.ndarray:
+    """Step states for offline RL: float32 [len(step_rows) + 1, 512], each row a 7x7 average pool.
+
+    Row t is step t's observation (row `step_rows[t]` of the file), the extra last row the view after
+    the last step: the file's last row where the layout has rows beyond the steps (low_actions+1: the
+    observation after the last action; images+10: the last frame, repeated), else the last step's own.
+    Pooling keeps the channels a ResNet-18 learned and gives an MLP a 512-value vector. The file is
+    memory-mapped and loaded once per call; only the rows asked for are read.
+    """
+    import torch
+
+    tensor = _load(path, str(path))
+    shape = list(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+    if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape[1:]) != FEATURE_ROW_SHAPE:
+        raise DataFormatError(str(path), "", f"expected a tensor [T, 512, 7, 7], got {shape}; re-import it")
+    n_rows = int(tensor.shape[0])
+    after_last = n_rows - 1 if layout in ("low_actions+1", "images+10") else step_rows[-1]
+    wanted = [*step_rows, after_last]
+    if max(wanted) >= n_rows:
+        problem = f"has {n_rows} rows but the workspace needs row {max(wanted)}; re-import it"
+        raise DataFormatError(str(path), "shape[0]", problem)
+    pooled = tensor[torch.as_tensor(wanted)].to(torch.float32).mean(dim=(2, 3))
+    return pooled.numpy()
 
 
 def _load(path: Path, where: str) -> Any:

@@ -17,23 +17,27 @@ def train(
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Transitions per step."),
     encoder: str = typer.Option("minilm", "--encoder", help="Instruction encoder: minilm or hash."),
     failed: str = typer.Option("sparse", "--failed-labels", help="Steps whose label failed: sparse or drop."),
+    states: str = typer.Option(
+        "sim", "--states", help="State features: sim (simulator episodes) or alfred (ALFRED ResNet features)."
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     name: str = typer.Option(None, "--name", help="Run name (default: derived, unique)."),
     log_every: int = typer.Option(1000, "--log-every", min=1, help="Store metrics every N steps."),
 ) -> None:
-    """Train language-conditioned IQL on the workspace's simulator data with a reward source."""
+    """Train language-conditioned IQL on the workspace's simulator or ALFRED data with a reward source."""
 
+    from rgvlm_core.errors import UsageError
     from rgvlm_core.jobs import report_progress
     from rgvlm_core.rl.iql import IQLConfig
     from rgvlm_core.rl.runs import TrainSpec, train_run
 
     if failed not in ("sparse", "drop"):
-        from rgvlm_core.errors import UsageError
-
         raise UsageError(f"--failed-labels must be sparse or drop, got {failed!r}")
+    if states not in ("sim", "alfred"):
+        raise UsageError(f"--states must be sim or alfred, got {states!r}")
     ws = open_workspace(create=False)
     config = IQLConfig(steps=steps, seed=seed, batch_size=batch_size, device=device, log_every=log_every)
-    spec = TrainSpec(reward=reward, lam=lam, encoder=encoder, failed=failed, name=name)
+    spec = TrainSpec(reward=reward, lam=lam, encoder=encoder, failed=failed, states=states, name=name)
     last = None
     with progress_bar("training") as bar:
         task = bar.add_task("train", total=steps, info="")

@@ -1,10 +1,15 @@
 """Offline RL datasets from a workspace and a reward source.
 
 One transition per step of every episode (an episode is one annotation, so its subtask instructions
-condition the policy): the simulator's symbolic state vector before and after the step, the
-instruction of the subtask the step serves, the action index and the valid-action mask, a reward,
-and `done` where a subtask completes (each subtask is a task of its own for a subtask-conditioned
-policy, as in SPRINT/BOSS) or the trajectory ends.
+condition the policy): the state before and after the step, the instruction of the subtask the step
+serves, the action index and the valid-action mask, a reward, and `done` where a subtask completes
+(each subtask is a task of its own for a subtask-conditioned policy, as in SPRINT/BOSS) or the
+trajectory ends.
+
+States come from one of two sources: `sim` (simulator episodes: the symbolic state vector, the
+simulator's actions and valid-action masks) or `alfred` (ALFRED episodes with feat_conv.pt: the
+ResNet-18 features of the step's observation, average-pooled to 512 values; actions are the low-level
+tokens present in the data, and every action counts as valid since ALFRED records no validity).
 
 Reward sources: `sparse`; `rgvlm:RUN` (score / 10 of a label run, overrides applied); `sparse+rgvlm:RUN`
 (r_sparse + lambda * r_vlm); `reference` (rgvlm with the newest noise-free reference run); `clip:RUN`
@@ -17,17 +22,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from rgvlm_core.catalog import EpisodeFilter, episode_where
-from rgvlm_core.errors import RGVLMError
+from rgvlm_core.errors import RGVLMError, UsageError
 from rgvlm_core.labeling.rewards import combined, vlm_reward
 from rgvlm_core.rl.encoder import InstructionEncoder, encode_cached
 from rgvlm_core.workspace import StoreReader
 
 FailedPolicy = Literal["sparse", "drop"]
+StateSource = Literal["sim", "alfred"]
+STATE_SOURCES: tuple[str, ...] = ("sim", "alfred")
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,8 @@ class OfflineArrays:
     rewards: np.ndarray
     dones: np.ndarray
     masks: np.ndarray
+    n_actions: int  # size of the action space: the simulator's, or the ALFRED tokens in the data
+    action_tokens: list[str]  # the token of each action index
     info: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -103,52 +113,68 @@ class OfflineArrays:
         )
 
 
+_STEP_SQL = """
+    SELECT e.episode_id, e.trajectory_id, s.t, s.action, s.state, s.feature_row, s.sparse_reward,
+           s.subtask_idx, sub.instruction, t.final_state, t.n_steps, t.features_path, t.features_layout
+    FROM (SELECT * FROM episodes {where}) e
+    JOIN trajectories t USING (trajectory_id)
+    JOIN steps s ON s.trajectory_id = e.trajectory_id
+    JOIN subtasks sub ON sub.episode_id = e.episode_id AND sub.idx = s.subtask_idx
+    ORDER BY e.episode_id, s.t
+"""
+
+
+@dataclass
+class _Observed:
+    """The part of a dataset that depends on where states come from: one entry per step row."""
+
+    states: np.ndarray
+    next_states: np.ndarray
+    actions: np.ndarray
+    masks: np.ndarray
+    action_tokens: list[str]
+    info: dict[str, Any]
+
+
 def build_dataset(
     reader: StoreReader,
     source: RewardSource,
     encoder: InstructionEncoder,
     flt: EpisodeFilter = EpisodeFilter(),
     failed: FailedPolicy = "sparse",
+    states: StateSource = "sim",
 ) -> OfflineArrays:
-    """Transitions of the chosen simulator episodes with rewards from `source`."""
+    """Transitions of the chosen episodes with rewards from `source`.
+
+    `states` picks both the episodes and their state features: "sim" (simulator episodes, symbolic
+    state vectors) or "alfred" (ALFRED episodes whose trajectory has feat_conv.pt, pooled ResNet-18
+    features); rewards, instructions and dones are built the same way for both.
+    """
+    if states not in STATE_SOURCES:
+        raise UsageError(f"unknown state source {states!r}; use {' or '.join(STATE_SOURCES)}")
+    where, params = episode_where(replace(flt, datasets=(states,), include_task_only=False))
+    rows = reader.rows(_STEP_SQL.format(where=where), params)
+    if states == "sim":
+        if not rows:
+            raise RGVLMError(
+                "no simulator episodes with steps match; generate and import some with `rgvlm sim generate`"
+            )
+        observed = _sim_observations(rows)
+    else:
+        rows, observed = _alfred_observations(rows, str(reader.workspace.root))
+    return _with_rewards(reader, rows, observed, source, encoder, failed)
+
+
+def _sim_observations(rows: list[dict[str, Any]]) -> _Observed:
+    """The simulator's symbolic state before and after each step, its action index and valid actions."""
     from rgvlm_core.sim.encode import STATE_DIM, encode
     from rgvlm_core.sim.serialize import state_from_dict
-    from rgvlm_core.sim.world import ACTION_INDEX, N_ACTIONS, valid_mask
+    from rgvlm_core.sim.world import ACTION_INDEX, ACTION_TOKENS, N_ACTIONS, valid_mask
 
-    where, params = episode_where(replace(flt, datasets=("sim",), include_task_only=False))
-    rows = reader.rows(
-        f"""
-        SELECT e.episode_id, s.t, s.action, s.state, s.sparse_reward, s.subtask_idx, sub.instruction,
-               t.final_state, t.n_steps
-        FROM (SELECT * FROM episodes {where}) e
-        JOIN trajectories t USING (trajectory_id)
-        JOIN steps s ON s.trajectory_id = e.trajectory_id
-        JOIN subtasks sub ON sub.episode_id = e.episode_id AND sub.idx = s.subtask_idx
-        ORDER BY e.episode_id, s.t
-        """,
-        params,
-    )
-    if not rows:
-        raise RGVLMError(
-            "no simulator episodes with steps match; generate and import some with `rgvlm sim generate`"
-        )
-    vlm: dict[tuple[str, int], float | None] = {}
-    if source.run_id is not None:
-        from rgvlm_core.labeling.store import effective_labels
-
-        for lab in effective_labels(reader, source.run_id).to_pylist():
-            vlm[(lab["episode_id"], lab["t"])] = None if lab["score"] is None else float(lab["score"])
-    keep: list[int] = []
     states = np.zeros((len(rows), STATE_DIM), np.float32)
     next_states = np.zeros_like(states)
     masks = np.zeros((len(rows), N_ACTIONS), bool)
-    actions, rewards, dones = (
-        np.zeros(len(rows), np.int64),
-        np.zeros(len(rows), np.float32),
-        np.zeros(len(rows), np.float32),
-    )
-    instructions: list[str] = []
-    failed_steps = unlabelled = 0
+    actions = np.zeros(len(rows), np.int64)
     cache: dict[str, np.ndarray] = {}
 
     def vector(state_json: str) -> np.ndarray:
@@ -159,10 +185,78 @@ def build_dataset(
     for i, row in enumerate(rows):
         last = row["t"] == row["n_steps"] - 1
         nxt = rows[i + 1]["state"] if not last else row["final_state"]
-        state = state_from_dict(json.loads(row["state"]))
         states[i], next_states[i] = vector(row["state"]), vector(nxt or row["state"])
-        masks[i] = valid_mask(state)
+        masks[i] = valid_mask(state_from_dict(json.loads(row["state"])))
         actions[i] = ACTION_INDEX[row["action"]]
+    return _Observed(states, next_states, actions, masks, list(ACTION_TOKENS), {"states": "sim"})
+
+
+def _alfred_observations(
+    rows: list[dict[str, Any]], workspace: str
+) -> tuple[list[dict[str, Any]], _Observed]:
+    """Pooled feat_conv.pt rows as states, for the step rows whose trajectory has features.
+
+    Returns those rows and their observations. Each trajectory's file is read once, however many
+    annotations (episodes) tell it. Actions index the tokens present in the data, sorted.
+    """
+    from rgvlm_core.alfred.features import pooled_step_features
+
+    kept = [r for r in rows if r["features_path"]]
+    if not kept:
+        raise RGVLMError(
+            f"no ALFRED episode in {workspace} has feat_conv.pt features; import the json_feat download "
+            "(ResNet-18 features) with `rgvlm import`, or train on the simulator with --states sim"
+        )
+    feature_rows: dict[str, dict[int, int]] = {}
+    for r in kept:
+        feature_rows.setdefault(r["trajectory_id"], {})[r["t"]] = r["feature_row"]
+    pooled: dict[str, np.ndarray] = {}
+    for r in kept:
+        traj = r["trajectory_id"]
+        if traj not in pooled:
+            step_rows = [feature_rows[traj][t] for t in range(r["n_steps"])]
+            # DEVIATION: states are the 512x7x7 maps average-pooled to 512 values, an input the MLPs take.
+            pooled[traj] = pooled_step_features(Path(r["features_path"]), r["features_layout"], step_rows)
+    tokens = sorted({r["action"] for r in kept})
+    index = {token: k for k, token in enumerate(tokens)}
+    states = np.stack([pooled[r["trajectory_id"]][r["t"]] for r in kept])
+    next_states = np.stack([pooled[r["trajectory_id"]][r["t"] + 1] for r in kept])
+    actions = np.asarray([index[r["action"]] for r in kept], np.int64)
+    # DEVIATION: ALFRED records no action validity (every logged action succeeded), so every action
+    # is allowed in every state.
+    masks = np.ones((len(kept), len(tokens)), bool)
+    skipped = len({r["episode_id"] for r in rows}) - len({r["episode_id"] for r in kept})
+    info = {"states": "alfred", "episodes_without_features": skipped}
+    return kept, _Observed(states, next_states, actions, masks, tokens, info)
+
+
+def _vlm_scores(reader: StoreReader, source: RewardSource) -> dict[tuple[str, int], float | None]:
+    """(episode, t) -> the label run's score (overrides applied; None where the label failed)."""
+    vlm: dict[tuple[str, int], float | None] = {}
+    if source.run_id is not None:
+        from rgvlm_core.labeling.store import effective_labels
+
+        for lab in effective_labels(reader, source.run_id).to_pylist():
+            vlm[(lab["episode_id"], lab["t"])] = None if lab["score"] is None else float(lab["score"])
+    return vlm
+
+
+def _with_rewards(
+    reader: StoreReader,
+    rows: list[dict[str, Any]],
+    observed: _Observed,
+    source: RewardSource,
+    encoder: InstructionEncoder,
+    failed: FailedPolicy,
+) -> OfflineArrays:
+    """Add rewards, dones and instructions to the observed steps: the same for every state source."""
+    vlm = _vlm_scores(reader, source)
+    keep: list[int] = []
+    rewards, dones = np.zeros(len(rows), np.float32), np.zeros(len(rows), np.float32)
+    instructions: list[str] = []
+    failed_steps = unlabelled = 0
+    for i, row in enumerate(rows):
+        last = row["t"] == row["n_steps"] - 1
         # DEVIATION: the end of a trajectory that did not complete its subtask is treated as terminal
         # (no bootstrap past the data), as offline datasets without timeouts commonly are.
         dones[i] = 1.0 if row["sparse_reward"] > 0 or last else 0.0
@@ -200,20 +294,33 @@ def build_dataset(
         "steps_without_vlm_reward": failed_steps,
         "steps_without_label": unlabelled,
         "encoder": encoder.name,
+        "n_actions": len(observed.action_tokens),
+        "action_tokens": observed.action_tokens,
+        **observed.info,
     }
     return OfflineArrays(
-        states=states[idx],
-        next_states=next_states[idx],
+        states=observed.states[idx],
+        next_states=observed.next_states[idx],
         instruction_ids=ids[idx],
         next_instruction_ids=next_ids[idx],
         instruction_table=table,
         instructions=texts,
-        actions=actions[idx],
+        actions=observed.actions[idx],
         rewards=rewards[idx],
         dones=dones[idx],
-        masks=masks[idx],
+        masks=observed.masks[idx],
+        n_actions=len(observed.action_tokens),
+        action_tokens=observed.action_tokens,
         info=info,
     )
 
 
-__all__ = ["OfflineArrays", "RewardSource", "build_dataset", "combined", "parse_reward_source"]
+__all__ = [
+    "STATE_SOURCES",
+    "OfflineArrays",
+    "RewardSource",
+    "StateSource",
+    "build_dataset",
+    "combined",
+    "parse_reward_source",
+]

@@ -33,6 +33,7 @@ class TrainSpec:
     lam: float = 1.0  # lambda of sparse+rgvlm
     encoder: str = "minilm"  # instruction encoder: minilm (all-MiniLM-L6-v2) or hash (tests)
     failed: str = "sparse"  # steps whose label failed: sparse (no VLM reward) or drop
+    states: str = "sim"  # state features: sim (simulator episodes) or alfred (ALFRED ResNet features)
     name: str | None = None
     filters: EpisodeFilter = field(default_factory=EpisodeFilter)
 
@@ -50,20 +51,19 @@ def train_run(workspace: Workspace, spec: TrainSpec, config: Any) -> Iterator[Tr
     from rgvlm_core.rl.dataset import build_dataset, parse_reward_source
     from rgvlm_core.rl.encoder import make_encoder
     from rgvlm_core.rl.iql import train
-    from rgvlm_core.sim.world import N_ACTIONS
 
     reader = workspace.reader()
     try:
         source = parse_reward_source(spec.reward, reader, spec.lam)
         encoder = make_encoder(spec.encoder)
-        arrays = build_dataset(reader, source, encoder, spec.filters, spec.failed)  # type: ignore[arg-type]
+        arrays = build_dataset(reader, source, encoder, spec.filters, spec.failed, spec.states)  # type: ignore[arg-type]
         provenance = _provenance(reader, source.run_id)
     finally:
         reader.close()
     run_id = spec.name or f"iql-{_slug(spec.reward)}-s{config.seed}-{uuid.uuid4().hex[:4]}"
     started = dt.datetime.now(dt.timezone.utc)
     learner = None
-    for step, metrics, trained in train(arrays.to_tensors(), N_ACTIONS, config):
+    for step, metrics, trained in train(arrays.to_tensors(), arrays.n_actions, config):
         learner = trained
         _store_metrics(workspace, run_id, step, metrics)
         yield TrainProgress(run_id, step, config.steps, metrics)
@@ -137,11 +137,16 @@ def evaluate_run(
 
     reader = workspace.reader()
     try:
-        rows = reader.rows("SELECT checkpoint, encoder FROM train_runs WHERE run_id = ?", [run_id])
+        rows = reader.rows("SELECT checkpoint, encoder, dataset FROM train_runs WHERE run_id = ?", [run_id])
     finally:
         reader.close()
     if not rows:
         raise RGVLMError(f"no training run {run_id!r} in {workspace.root}; list them with `rgvlm train-runs`")
+    if json.loads(rows[0]["dataset"] or "{}").get("states", "sim") != "sim":
+        raise RGVLMError(
+            f"run {run_id!r} was trained on ALFRED features, which the simulator cannot evaluate "
+            "(ALFRED evaluation needs AI2-THOR, not available here)"
+        )
     learner = IQL.load(workspace.root / rows[0]["checkpoint"])
     encoder = make_encoder(rows[0]["encoder"])
     embedded: dict[str, np.ndarray] = {}
