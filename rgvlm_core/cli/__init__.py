@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from rgvlm_core.cli import app_cmd, data_cmds, label_cmds, rl_cmds, sim_cmds, store_cmds
+from rgvlm_core.cli import app_cmd, data_cmds, experiment_cmds, label_cmds, rl_cmds, sim_cmds, store_cmds
 from rgvlm_core.cli.common import err_console, set_workspace_path
 from rgvlm_core.errors import RGVLMError
 
@@ -47,6 +47,7 @@ app_cmd.register(app)
 sim_cmds.register(app)
 label_cmds.register(app)
 rl_cmds.register(app)
+experiment_cmds.register(app)
 
 
 def main() -> None:

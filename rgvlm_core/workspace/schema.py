@@ -331,6 +331,39 @@ EVAL_RESULTS = TableSpec(
     sort_by=(RUN_ID, "condition", "length", "episode"),
 )
 
+EXPERIMENTS = TableSpec(
+    name="experiments",
+    version=1,
+    schema=pa.schema(
+        [
+            ("experiment_id", pa.string()),
+            ("methods", pa.string()),  # JSON list of method specs as given (e.g. "sparse+rgvlm:RUN")
+            ("seeds", pa.string()),  # JSON list of training seeds
+            ("config", pa.string()),  # JSON: IQL config, evaluation (conditions, episodes, seed), lambda
+            ("command", pa.string()),
+            ("created_at", _UTC),
+        ]
+    ),
+    key=("experiment_id", "created_at"),
+    sort_by=("created_at",),
+)
+
+EXPERIMENT_RUNS = TableSpec(
+    name="experiment_runs",
+    version=1,
+    schema=pa.schema(
+        [
+            ("experiment_id", pa.string()),
+            ("method", pa.string()),
+            ("seed", pa.int64()),
+            (RUN_ID, pa.string()),
+            ("finished_at", _UTC),
+        ]
+    ),
+    key=("experiment_id", "method", "seed"),
+    sort_by=("experiment_id", "method", "seed"),
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -348,6 +381,8 @@ TABLES: dict[str, TableSpec] = {
         TRAIN_RUNS,
         TRAIN_METRICS,
         EVAL_RESULTS,
+        EXPERIMENTS,
+        EXPERIMENT_RUNS,
     )
 }
 

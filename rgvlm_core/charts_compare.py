@@ -1,0 +1,172 @@
+"""Figures of the method comparison (the paper's figure, success rates, learning curves).
+
+Pure functions over the tables of `rgvlm_core.compare`. A method keeps one colour on every chart of
+the product: known methods have fixed colours, any other method's colour is a hash of its name, so
+it does not depend on which runs happen to be on screen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from rgvlm_core.compare import BC, CONDITIONS, EXPERT, LENGTHS, REFERENCE_LINES, method_label
+
+METHOD_COLOURS: dict[str, str] = {"sparse": "#8E8E8E", EXPERT: "#262730", BC: "#9D755D"}
+_METHOD_PALETTE = (
+    "#4C78A8", "#F58518", "#E45756", "#72B7B2", "#54A24B", "#EECA3B", "#B279A2", "#FF9DA6",
+    "#1F77B4", "#D62728", "#2CA02C", "#9467BD", "#17BECF", "#BCBD22", "#E377C2", "#FF7F0E",
+)  # fmt: skip
+BAR_GAP = 0.2  # gap between length groups, as a fraction of one x unit (seed points are placed with it)
+
+
+def method_colour(method: str) -> str:
+    """The colour of `method` everywhere in the product."""
+    if method in METHOD_COLOURS:
+        return METHOD_COLOURS[method]
+    digest = hashlib.sha1(method.encode()).digest()
+    return _METHOD_PALETTE[digest[0] % len(_METHOD_PALETTE)]
+
+
+def completion_figure(
+    summary: pd.DataFrame,
+    seeds: pd.DataFrame | None = None,
+    *,
+    conditions: Sequence[str] = CONDITIONS,
+    metric: str = "Proportion of subtasks completed",
+) -> go.Figure:
+    """Grouped bars (method) per task length with 95% CI whiskers, one panel per condition.
+
+    `summary` is `compare.by_length` output; expert and behaviour-cloning rows are drawn as dashed
+    reference lines. `seeds` (per-seed rows) adds each seed as a point on its bar.
+    """
+    shown = [c for c in conditions if c in set(summary["condition"])] or list(conditions[:1])
+    fig = make_subplots(
+        rows=1, cols=len(shown), shared_yaxes=True, subplot_titles=[f"{c} initial states" for c in shown]
+    )
+    methods = [m for m in _ordered(summary["method"]) if m not in REFERENCE_LINES]
+    width = (1 - BAR_GAP) / max(1, len(methods))
+    for col, condition in enumerate(shown, start=1):
+        part = summary[summary["condition"] == condition]
+        for j, method in enumerate(methods):
+            rows = part[part["method"] == method].sort_values("length")
+            fig.add_trace(
+                go.Bar(
+                    x=rows["length"],
+                    y=rows["mean"],
+                    name=method_label(method),
+                    legendgroup=method,
+                    showlegend=col == 1,
+                    marker_color=method_colour(method),
+                    error_y=_whiskers(rows),
+                    customdata=rows[["seeds", "ci_low", "ci_high"]].to_numpy(),
+                    hovertemplate=f"{method_label(method)}<br>%{{x}} subtasks: %{{y:.3f}} "
+                    "(95% CI %{customdata[1]:.3f} to %{customdata[2]:.3f}, "
+                    "%{customdata[0]} seeds)<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+            if seeds is not None and not seeds.empty:
+                points = seeds[(seeds["condition"] == condition) & (seeds["method"] == method)]
+                offset = -(1 - BAR_GAP) / 2 + (j + 0.5) * width
+                fig.add_trace(
+                    go.Scatter(
+                        x=points["length"] + offset,
+                        y=points["proportion"],
+                        mode="markers",
+                        marker={"color": "white", "size": 6, "line": {"color": "#262730", "width": 1}},
+                        name=f"{method_label(method)} seeds",
+                        legendgroup=method,
+                        showlegend=False,
+                        customdata=points[["train_seed"]].to_numpy(),
+                        hovertemplate="seed %{customdata[0]}: %{y:.3f}<extra></extra>",
+                    ),
+                    row=1,
+                    col=col,
+                )
+        for method in (m for m in REFERENCE_LINES if m in set(part["method"])):
+            rows = part[part["method"] == method].sort_values("length")
+            fig.add_trace(
+                go.Scatter(
+                    x=rows["length"],
+                    y=rows["mean"],
+                    mode="lines+markers",
+                    line={"color": method_colour(method), "dash": "dash"},
+                    name=method_label(method),
+                    legendgroup=method,
+                    showlegend=col == 1,
+                    hovertemplate=f"{method_label(method)}: %{{y:.3f}}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_layout(
+        barmode="group", bargap=BAR_GAP, bargroupgap=0.0, legend={"orientation": "h", "y": -0.2}
+    )
+    fig.update_xaxes(title_text="Number of subtasks in the task", tickvals=list(LENGTHS), range=[0.5, 6.5])
+    fig.update_yaxes(title_text=metric, range=[0, 1.05], col=1)
+    return fig
+
+
+def success_figure(success: pd.DataFrame) -> go.Figure:
+    """Full-task success rate per method, grouped by condition, with 95% CI whiskers over seeds."""
+    fig = go.Figure()
+    for method in _ordered(success["method"]):
+        rows = success[success["method"] == method]
+        fig.add_trace(
+            go.Bar(
+                x=rows["condition"],
+                y=rows["mean"],
+                name=method_label(method),
+                marker_color=method_colour(method),
+                error_y=_whiskers(rows),
+            )
+        )
+    fig.update_layout(barmode="group", yaxis={"title": "Full-task success rate", "range": [0, 1.05]})
+    return fig
+
+
+def curves_figure(curves: pd.DataFrame, metric: str) -> go.Figure:
+    """One line per run, coloured by its method."""
+    fig = go.Figure()
+    shown: set[str] = set()
+    for run_id, rows in curves.groupby("run_id", sort=False):
+        method = str(rows["method"].iloc[0])
+        fig.add_trace(
+            go.Scatter(
+                x=rows["step"],
+                y=rows["value"],
+                mode="lines",
+                name=method_label(method),
+                legendgroup=method,
+                showlegend=method not in shown,
+                line={"color": method_colour(method)},
+                hovertemplate=f"{run_id}<br>step %{{x}}: %{{y:.4g}}<extra></extra>",
+            )
+        )
+        shown.add(method)
+    fig.update_layout(xaxis_title="Gradient step", yaxis_title=metric)
+    return fig
+
+
+def _whiskers(rows: pd.DataFrame) -> dict[str, object]:
+    up = [(h - m) if not math.isnan(h) else 0.0 for h, m in zip(rows["ci_high"], rows["mean"], strict=True)]
+    down = [
+        (m - lo) if not math.isnan(lo) else 0.0 for lo, m in zip(rows["ci_low"], rows["mean"], strict=True)
+    ]
+    return {"type": "data", "symmetric": False, "array": up, "arrayminus": down, "thickness": 1.2}
+
+
+def _ordered(methods: pd.Series) -> list[str]:
+    """Sparse first, then the others alphabetically: a stable order for bars and legends."""
+    unique = sorted(set(methods))
+    return sorted(unique, key=lambda m: (m != "sparse", m))
+
+
+__all__ = ["METHOD_COLOURS", "completion_figure", "curves_figure", "method_colour", "success_figure"]

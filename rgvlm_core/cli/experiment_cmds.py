@@ -1,0 +1,129 @@
+"""Experiment commands: `rgvlm experiment` (train and evaluate a grid) and `rgvlm report`."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+
+from rgvlm_core.cli.common import console, open_workspace, print_json, progress_bar
+from rgvlm_core.workspace import Workspace
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def experiment(
+    methods: str = typer.Option(
+        ...,
+        "--methods",
+        "-m",
+        help="Comma-separated: sparse, reference, sparse+reference, rgvlm:RUN, sparse+rgvlm:RUN, "
+        "clip:RUN, bc.",
+    ),
+    seeds: int = typer.Option(3, "--seeds", min=1, help="Training seeds per method (0..N-1)."),
+    steps: int = typer.Option(5_000, "--steps", min=1, help="Gradient steps per run."),
+    lam: float = typer.Option(1.0, "--lambda", help="Weight of the VLM reward in sparse+ methods."),
+    episodes_per_length: int = typer.Option(
+        20, "--episodes-per-length", "-k", min=1, help="Evaluation episodes per task length and condition."
+    ),
+    conditions: str = typer.Option("default,randomized", "--conditions", help="Evaluation conditions."),
+    name: str = typer.Option(None, "--name", help="Experiment name; an existing one is resumed."),
+    report: Path = typer.Option(None, "--report", help="Write a self-contained HTML report (and a .csv)."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Transitions per step."),
+    encoder: str = typer.Option("minilm", "--encoder", help="Instruction encoder: minilm or hash."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    log_every: int = typer.Option(250, "--log-every", min=1, help="Store metrics every N steps."),
+) -> None:
+    """Train and evaluate every method x seed, then (optionally) write the comparison report."""
+    from rgvlm_core.jobs import report_progress
+    from rgvlm_core.rl.experiment import ExperimentSpec, run_experiment
+    from rgvlm_core.rl.iql import IQLConfig
+
+    ws = open_workspace(create=False)
+    spec = ExperimentSpec(
+        methods=tuple(_csv(methods)),
+        seeds=tuple(range(seeds)),
+        lam=lam,
+        conditions=tuple(_csv(conditions)),
+        episodes_per_length=episodes_per_length,
+        encoder=encoder,
+        name=name,
+        command=shlex.join(["rgvlm", *sys.argv[1:]]),
+    )
+    config = IQLConfig(steps=steps, batch_size=batch_size, device=device, log_every=min(log_every, steps))
+    last = None
+    with progress_bar("experiment") as bar:
+        task = bar.add_task("experiment", total=1000, info="")
+        for last in run_experiment(ws, spec, config):
+            info = f"run {last.index + 1}/{last.runs} {last.method} seed {last.seed}: {last.phase}"
+            bar.update(task, completed=int(1000 * last.fraction), info=info)
+            report_progress(int(1000 * last.fraction), 1000, info)
+    if last is None:
+        return
+    console.print(f"experiment {last.experiment_id}: {last.runs} runs finished", markup=False)
+    if report is not None:
+        _write(ws, last.experiment_id, report)
+
+
+def report_cmd(
+    experiment_id: str = typer.Argument(..., help="Experiment (see `rgvlm experiments`)."),
+    out: Path = typer.Option(
+        Path("report.html"), "--out", "-o", help="HTML file to write (and a .csv beside)."
+    ),
+) -> None:
+    """Write the self-contained HTML report of an experiment's finished runs."""
+    _write(open_workspace(create=False), experiment_id, out)
+
+
+def experiments(as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
+    """List experiments: methods, seeds, finished runs."""
+    from rgvlm_core.rl.experiment import list_experiments
+
+    reader = open_workspace(create=False).reader()
+    try:
+        rows = list_experiments(reader)
+    finally:
+        reader.close()
+    if as_json:
+        print_json(rows)
+        return
+    for r in rows:
+        console.print(
+            f"{r['experiment_id']}  methods {r['methods']}  seeds {r['seeds']}  "
+            f"finished runs {r['finished']}",
+            markup=False,
+        )
+
+
+def _write(ws: Workspace, experiment_id: str, out: Path) -> None:
+    import json
+
+    from rgvlm_core.report import write_report
+    from rgvlm_core.rl.experiment import experiment_run_ids, list_experiments
+
+    reader = ws.reader()
+    try:
+        run_ids = experiment_run_ids(reader, experiment_id)
+        about = next((r for r in list_experiments(reader) if r["experiment_id"] == experiment_id), {})
+        settings = {
+            "experiment": experiment_id,
+            "methods": json.loads(about.get("methods", "[]")),
+            "seeds": json.loads(about.get("seeds", "[]")),
+            "settings": json.loads(about.get("config", "{}")),
+        }
+        html_path, csv_path = write_report(
+            reader, run_ids, out, title=f"RG-VLM Studio: {experiment_id}", about=settings
+        )
+    finally:
+        reader.close()
+    console.print(f"wrote {html_path} and {csv_path}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(experiment)
+    app.command("experiments")(experiments)
+    app.command("report")(report_cmd)
