@@ -28,13 +28,26 @@ def test_the_interval_is_student_t_over_seeds_and_absent_for_one_seed() -> None:
 
 def episodes() -> pd.DataFrame:
     rows = []
-    for method, seeds in {"sparse": {0: [0, 1], 1: [1, 1]}, "rgvlm:r": {0: [1, 1], 1: [1, 1], 2: [0, 0]}}.items():
+    for method, seeds in {
+        "sparse": {0: [0, 1], 1: [1, 1]},
+        "rgvlm:r": {0: [1, 1], 1: [1, 1], 2: [0, 0]},
+    }.items():
         for seed, completed in seeds.items():
             for episode, done in enumerate(completed):
                 for condition in ("default", "randomized"):
-                    rows.append({"method": method, "run_id": f"{method}-{seed}", "train_seed": seed,
-                                 "condition": condition, "length": 2, "episode": episode,
-                                 "episode_seed": 100 + episode, "proportion": done / 2, "success": False})  # fmt: skip
+                    rows.append(
+                        {
+                            "method": method,
+                            "run_id": f"{method}-{seed}",
+                            "train_seed": seed,
+                            "condition": condition,
+                            "length": 2,
+                            "episode": episode,
+                            "episode_seed": 100 + episode,
+                            "proportion": done / 2,
+                            "success": False,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -52,15 +65,22 @@ def test_methods_come_from_what_a_run_stored() -> None:
     assert method_of("sparse", 1.0, {"beta": 0.0}) == "bc"
     assert method_of("sparse+rgvlm:a", 0.5, {"beta": 5.0}) == "sparse+rgvlm:a (lambda=0.5)"
     assert method_of("sparse+rgvlm:a", 1.0, {"beta": 5.0}) == "sparse+rgvlm:a"
-    assert method_label("sparse+rgvlm:noisy") == "Sparse+RG-VLM (noisy)" and method_label("bc") == "Behaviour cloning"
+    assert (
+        method_label("sparse+rgvlm:noisy") == "Sparse+RG-VLM (noisy)"
+        and method_label("bc") == "Behaviour cloning"
+    )
 
 
 def test_the_expert_replays_exactly_the_evaluated_tasks_and_completes_them() -> None:
     from rgvlm_core.sim.evaluate import EvalConfig, episode_seed
 
     tasks = pd.DataFrame(
-        [{"condition": c, "length": n, "episode": e, "episode_seed": episode_seed(0, n, e)}
-         for c in ("default", "randomized") for n in (1, 4, 6) for e in range(3)]  # fmt: skip
+        [
+            {"condition": c, "length": n, "episode": e, "episode_seed": episode_seed(0, n, e)}
+            for c in ("default", "randomized")
+            for n in (1, 4, 6)
+            for e in range(3)
+        ]
     )
     rows = expert_rows(pd.concat([tasks, tasks]))  # duplicates (several runs) are replayed once
     assert len(rows) == len(tasks) and rows["proportion"].min() == 1.0 and rows["success"].all()
@@ -84,8 +104,14 @@ def test_the_figure_shows_the_summary_numbers_with_one_colour_per_method() -> No
     assert sum(len(p.y) for p in points) == len(seeds)
     success = success_figure(success_overall(eps))
     assert {t.marker.color for t in success.data} == {method_colour("sparse"), method_colour("rgvlm:r")}
-    curves = pd.DataFrame({"run_id": ["a", "a", "b"], "method": ["sparse", "sparse", "rgvlm:r"],
-                           "step": [1, 2, 1], "value": [0.5, 0.4, 0.3]})  # fmt: skip
+    curves = pd.DataFrame(
+        {
+            "run_id": ["a", "a", "b"],
+            "method": ["sparse", "sparse", "rgvlm:r"],
+            "step": [1, 2, 1],
+            "value": [0.5, 0.4, 0.3],
+        }
+    )
     lines = curves_figure(curves, "losses/q").data
     assert [line.line.color for line in lines] == [method_colour("sparse"), method_colour("rgvlm:r")]
 

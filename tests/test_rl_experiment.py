@@ -51,14 +51,29 @@ def test_the_cli_experiment_writes_a_report_whose_numbers_equal_the_store(sample
     label_sample(sample_ws)
     report = sample_ws.root / "report.html"
     ran = rgvlm(
-        sample_ws.root, "experiment", "--methods", "sparse,sparse+reference,bc", "--seeds", "2",
-        "--steps", "20", "--log-every", "10", "-k", "2", "--encoder", "hash", "--name", "smoke",
-        "--report", str(report),
-    )  # fmt: skip
+        sample_ws.root,
+        "experiment",
+        "--methods",
+        "sparse,sparse+reference,bc",
+        "--seeds",
+        "2",
+        "--steps",
+        "20",
+        "--log-every",
+        "10",
+        "-k",
+        "2",
+        "--encoder",
+        "hash",
+        "--name",
+        "smoke",
+        "--report",
+        str(report),
+    )
     assert ran.returncode == 0, ran.stderr
     assert "experiment smoke: 6 runs finished" in ran.stdout
     page = report.read_text()
-    assert "<script" in page and "Plotly" in page and "src=\"http" not in page  # self-contained
+    assert "<script" in page and "Plotly" in page and 'src="http' not in page  # self-contained
     csv_text = report.with_suffix(".csv").read_text()
     embedded = re.search(r'href="data:text/csv;base64,([^"]+)"', page)
     assert embedded and base64.b64decode(embedded.group(1)).decode() == csv_text
@@ -79,8 +94,22 @@ def test_the_cli_experiment_writes_a_report_whose_numbers_equal_the_store(sample
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, abs=1e-12)
     # rerunning the same experiment resumes it: nothing is trained again
-    again = rgvlm(sample_ws.root, "experiment", "--methods", "sparse,sparse+reference,bc", "--seeds", "2",
-                  "--steps", "20", "-k", "2", "--encoder", "hash", "--name", "smoke")  # fmt: skip
+    again = rgvlm(
+        sample_ws.root,
+        "experiment",
+        "--methods",
+        "sparse,sparse+reference,bc",
+        "--seeds",
+        "2",
+        "--steps",
+        "20",
+        "-k",
+        "2",
+        "--encoder",
+        "hash",
+        "--name",
+        "smoke",
+    )
     assert again.returncode == 0, again.stderr
     listed = rgvlm(sample_ws.root, "train-runs", "--json")
     assert listed.stdout.count('"run_id"') == 6
@@ -113,13 +142,23 @@ def test_a_bad_experiment_spec_names_the_bad_value(spec: ExperimentSpec, message
 def test_behaviour_cloning_is_iql_with_beta_zero_and_is_named_bc(sample_ws) -> None:  # type: ignore[no-untyped-def]
     from rgvlm_core.compare import runs_table
 
-    spec = ExperimentSpec(methods=("bc",), seeds=(3,), encoder="hash", episodes_per_length=1,
-                          conditions=("default",), name="bc-only")  # fmt: skip
+    spec = ExperimentSpec(
+        methods=("bc",),
+        seeds=(3,),
+        encoder="hash",
+        episodes_per_length=1,
+        conditions=("default",),
+        name="bc-only",
+    )
     progress = list(run_experiment(sample_ws, spec, IQLConfig(steps=4, log_every=2)))
     assert progress[-1].phase == "finished" and progress[-1].fraction == 1.0
     reader = sample_ws.reader()
     runs = runs_table(reader)
     config = reader.scalar("SELECT config FROM train_runs")
     reader.close()
-    assert list(runs["method"]) == ["bc"] and list(runs["seed"]) == [3] and list(runs["experiment"]) == ["bc-only"]
+    assert (
+        list(runs["method"]) == ["bc"]
+        and list(runs["seed"]) == [3]
+        and list(runs["experiment"]) == ["bc-only"]
+    )
     assert '"beta": 0.0' in config

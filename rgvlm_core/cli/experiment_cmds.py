@@ -37,11 +37,14 @@ def experiment(
     encoder: str = typer.Option("minilm", "--encoder", help="Instruction encoder: minilm or hash."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     log_every: int = typer.Option(250, "--log-every", min=1, help="Store metrics every N steps."),
+    iql: list[str] = typer.Option(
+        [], "--iql", help="IQL setting NAME=VALUE, repeatable (e.g. --iql beta=3 --iql expectile=0.7)."
+    ),
 ) -> None:
     """Train and evaluate every method x seed, then (optionally) write the comparison report."""
     from rgvlm_core.jobs import report_progress
+    from rgvlm_core.rl.config import IQLConfig, with_overrides
     from rgvlm_core.rl.experiment import ExperimentSpec, run_experiment
-    from rgvlm_core.rl.iql import IQLConfig
 
     ws = open_workspace(create=False)
     spec = ExperimentSpec(
@@ -54,7 +57,8 @@ def experiment(
         name=name,
         command=shlex.join(["rgvlm", *sys.argv[1:]]),
     )
-    config = IQLConfig(steps=steps, batch_size=batch_size, device=device, log_every=min(log_every, steps))
+    base = IQLConfig(steps=steps, batch_size=batch_size, device=device, log_every=min(log_every, steps))
+    config = with_overrides(base, iql)
     last = None
     with progress_bar("experiment") as bar:
         task = bar.add_task("experiment", total=1000, info="")

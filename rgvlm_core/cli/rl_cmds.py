@@ -23,12 +23,15 @@ def train(
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     name: str = typer.Option(None, "--name", help="Run name (default: derived, unique)."),
     log_every: int = typer.Option(1000, "--log-every", min=1, help="Store metrics every N steps."),
+    iql: list[str] = typer.Option(
+        [], "--iql", help="IQL setting NAME=VALUE, repeatable (e.g. --iql beta=3 --iql expectile=0.7)."
+    ),
 ) -> None:
     """Train language-conditioned IQL on the workspace's simulator or ALFRED data with a reward source."""
 
     from rgvlm_core.errors import UsageError
     from rgvlm_core.jobs import report_progress
-    from rgvlm_core.rl.iql import IQLConfig
+    from rgvlm_core.rl.config import IQLConfig, with_overrides
     from rgvlm_core.rl.runs import TrainSpec, train_run
 
     if failed not in ("sparse", "drop"):
@@ -36,7 +39,8 @@ def train(
     if states not in ("sim", "alfred"):
         raise UsageError(f"--states must be sim or alfred, got {states!r}")
     ws = open_workspace(create=False)
-    config = IQLConfig(steps=steps, seed=seed, batch_size=batch_size, device=device, log_every=log_every)
+    base = IQLConfig(steps=steps, seed=seed, batch_size=batch_size, device=device, log_every=log_every)
+    config = with_overrides(base, iql)
     spec = TrainSpec(reward=reward, lam=lam, encoder=encoder, failed=failed, states=states, name=name)
     last = None
     with progress_bar("training") as bar:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rgvlm_core.errors import UsageError
+from rgvlm_core.rl.config import IQLConfig
 
 log = logging.getLogger(__name__)
 
@@ -33,46 +34,6 @@ CHECKPOINT_VERSION = 1
 NEG_LOGIT = (
     -1e9
 )  # logit of an invalid action: exp() of it is exactly 0 in float32, unlike -inf it never makes NaN
-
-
-@dataclass(frozen=True)
-class IQLConfig:
-    """Hyperparameters of language-conditioned IQL; defaults from docs/paper.md (IQL paper, ALFRED code)."""
-
-    hidden: int = 256  # width of every hidden layer (IQL paper: 256)
-    layers: int = 2  # number of hidden layers per network (IQL paper: 2)
-    layer_norm: bool = True  # LayerNorm after each hidden linear layer (ALFRED offline-RL code)
-    expectile: float = 0.8  # expectile of the V regression; 0.5 = mean, ->1 = max (ALFRED code: 0.8)
-    beta: float = 5.0  # inverse temperature of the advantage weights exp(beta * (Q - V)) (ALFRED code: 5)
-    gamma: float = 0.97  # discount factor (ALFRED offline-RL code: 0.97)
-    tau: float = 0.005  # Polyak rate of the target critics (IQL paper: 0.005)
-    lr: float = 3e-4  # Adam learning rate of all three networks (IQL paper: 3e-4)
-    batch_size: int = 256  # transitions per update (IQL paper: 256)
-    max_weight: float = 100.0  # clip of the advantage weights (IQL paper: 100)
-    actor_cosine_decay: bool = True  # cosine decay of the actor learning rate to 0 over `steps` (IQL paper)
-    steps: int = 100_000  # number of gradient updates
-    seed: int = 0  # seed of the network initialisation and of batch sampling
-    device: str = "cpu"  # torch device, e.g. "cpu" or "cuda"
-    log_every: int = 1_000  # yield averaged metrics every this many updates (and after the last)
-    compile: bool = False  # torch.compile the networks (helps on some machines; see bench/iql_speed.py)
-
-    def validate(self) -> None:
-        """Raise `UsageError` naming the first setting that cannot work."""
-        checks = [
-            (self.hidden >= 1, "hidden", "at least 1"),
-            (self.layers >= 1, "layers", "at least 1"),
-            (0.0 < self.expectile < 1.0, "expectile", "strictly between 0 and 1"),
-            (0.0 <= self.gamma <= 1.0, "gamma", "between 0 and 1"),
-            (0.0 < self.tau <= 1.0, "tau", "in (0, 1]"),
-            (self.lr > 0, "lr", "positive"),
-            (self.batch_size >= 1, "batch_size", "at least 1"),
-            (self.max_weight > 0, "max_weight", "positive"),
-            (self.steps >= 1, "steps", "at least 1"),
-            (self.log_every >= 1, "log_every", "at least 1"),
-        ]
-        for ok, name, rule in checks:
-            if not ok:
-                raise UsageError(f"IQLConfig.{name}={getattr(self, name)!r}: must be {rule}")
 
 
 # ----------------------------------------------------------------------------------------------- data
