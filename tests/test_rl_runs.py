@@ -77,3 +77,11 @@ def test_the_cli_trains_evaluates_and_lists_runs(sample_ws) -> None:  # type: ig
     assert listed[0]["run_id"] == "cli" and listed[0]["eval_episodes"] == 12
     bad = rgvlm("train", "--reward", "rgvlm:ghost", "--encoder", "hash")
     assert bad.returncode == 1 and "no label run 'ghost'" in bad.stderr
+
+
+def test_a_run_trained_with_minilm_is_evaluated_with_the_encoder_it_stored(sample_ws) -> None:  # type: ignore[no-untyped-def]
+    config = IQLConfig(steps=2, log_every=2, batch_size=8, hidden=8)
+    for _ in train_run(sample_ws, TrainSpec(encoder="minilm", name="mini"), config):
+        pass
+    rows = list(evaluate_run(sample_ws, "mini", episodes_per_length=1, lengths=(1,)))
+    assert len(rows) == 1

@@ -82,8 +82,10 @@ ENCODERS = {"minilm": MiniLMEncoder, "hash": HashEncoder}
 
 
 def make_encoder(name: str) -> InstructionEncoder:
+    """The encoder chosen by its short key (`minilm`) or by the model name a training run stored."""
+    by_model = {cls.name: cls for cls in ENCODERS.values()}
     try:
-        return ENCODERS[name]()
+        return (ENCODERS.get(name) or by_model[name])()
     except KeyError:
         raise RGVLMError(
             f"unknown instruction encoder {name!r}; choose one of {', '.join(ENCODERS)}"

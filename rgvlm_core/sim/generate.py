@@ -156,12 +156,15 @@ def _write_episode(
     out: Path, config: GenerateConfig, index: int, style: str, n_subtasks: int, randomized: bool
 ) -> Generated:
     rng = np.random.default_rng([config.seed, index])
-    while True:  # a failed episode may finish before its first step; draw another task then
+    # Draw another task when the episode has no step (a failed one may stop before acting) or when
+    # one step completes two subtasks at once (a detour can satisfy a later Put early): the later
+    # subtask would own no action, which the ALFRED format cannot express.
+    while True:
         task, state = sample_task(rng, n_subtasks, phrasing="seen")
         if randomized:
             state = randomize(state, rng)
         result = rollout(task, state, style, rng, config.behaviour)  # type: ignore[arg-type]
-        if result.steps:
+        if result.steps and all(step.reward <= 1 for step in result.steps):
             break
     extra = [paraphrase(task, "seen", rng) for _ in range(config.annotations - 1)]
     trial = f"trial_S{config.seed:04d}_{index:06d}"
