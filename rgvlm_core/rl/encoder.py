@@ -7,6 +7,7 @@ thousands of steps embeds each sentence once, and later runs not at all.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from pathlib import Path
@@ -81,8 +82,12 @@ class HashEncoder:
 ENCODERS = {"minilm": MiniLMEncoder, "hash": HashEncoder}
 
 
+@functools.lru_cache(maxsize=4)
 def make_encoder(name: str) -> InstructionEncoder:
-    """The encoder chosen by its short key (`minilm`) or by the model name a training run stored."""
+    """The encoder chosen by its short key (`minilm`) or by the model name a training run stored.
+
+    One instance per process: loading MiniLM takes seconds, and an experiment asks for it per run.
+    """
     by_model = {cls.name: cls for cls in ENCODERS.values()}
     try:
         return (ENCODERS.get(name) or by_model[name])()

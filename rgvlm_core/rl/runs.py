@@ -131,7 +131,7 @@ def evaluate_run(
     """Roll out a trained policy on seeded tasks with held-out instructions; store and yield each episode."""
     import torch
 
-    from rgvlm_core.rl.encoder import make_encoder
+    from rgvlm_core.rl.encoder import encode_cached, make_encoder
     from rgvlm_core.rl.iql import IQL
     from rgvlm_core.sim.evaluate import EvalConfig, evaluate
 
@@ -154,7 +154,7 @@ def evaluate_run(
     def policy(obs: dict[str, Any], mask: np.ndarray) -> int:
         text = str(obs["instruction"])
         if text not in embedded:
-            embedded[text] = encoder.encode([text])[0]
+            embedded[text] = encode_cached(encoder, [text], workspace.root / "rl_cache")[0]
         with torch.no_grad():
             action = learner.act(
                 torch.as_tensor(obs["state"], dtype=torch.float32)[None],
@@ -170,9 +170,16 @@ def evaluate_run(
         seed=seed,
     )
     buffer: list[dict[str, Any]] = []
-    for result in evaluate(policy, config):
-        buffer.append({"run_id": run_id, **asdict(result)})
-        yield result
+    # One observation at a time: a thread pool only adds synchronisation to such tiny matmuls, and on a
+    # busy machine (training alongside) its spin-waits made each forward pass ~100x slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for result in evaluate(policy, config):
+            buffer.append({"run_id": run_id, **asdict(result)})
+            yield result
+    finally:
+        torch.set_num_threads(threads)
     table = pa.Table.from_pylist([_eval_row(r) for r in buffer], schema=EVAL_RESULTS.schema)
     workspace.commit({EVAL_RESULTS.name: table})
 
