@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from rgvlm_app.home_widgets import DATASET_NAMES, glance
 from rgvlm_app.nav import require_navigation
 from rgvlm_app.state import store_reader, workspace_path
 from rgvlm_app.text import md_escape
@@ -26,7 +27,6 @@ cols[2].metric("Steps", f"{counts['steps']:,}")
 cols[3].metric("Label runs", f"{counts['label_runs']:,}")
 cols[4].metric("Training runs", f"{counts['train_runs']:,}")
 
-DATASET_NAMES = {"alfred": "ALFRED", "sim": "household simulator"}
 if counts["by_dataset"]:
     st.caption(
         "Datasets: "
@@ -37,6 +37,8 @@ if counts["by_dataset"]:
             else ""
         )
     )
+
+glance(reader, counts, workspace_path())
 
 if counts["episodes"] == 0:
     st.info(

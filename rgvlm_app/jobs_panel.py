@@ -33,13 +33,18 @@ def _panel(workspace_path: str, job_ids: tuple[str, ...] | None, limit: int) -> 
         _job_row(ws, job)
 
 
+def _cancel(ws: Workspace, job_id: str) -> None:
+    cancel_job(ws, job_id)
+
+
 def _job_row(ws: Workspace, job: Job) -> None:
     with st.container(border=True):
         head, button = st.columns([6, 1])
         head.markdown(f"{STATUS_ICON.get(job.status, '')} **{job.status}** · `{job.command}`")
-        if job.status == "running" and button.button("Cancel", key=f"cancel-{job.job_id}"):
-            cancel_job(ws, job.job_id)
-            st.rerun(scope="fragment")
+        if job.status == "running":
+            # A callback, not `if button: ... st.rerun(scope="fragment")`: the click's rerun (of the
+            # fragment in a browser, of the whole page in AppTest) then draws the job already stopped.
+            button.button("Cancel", key=f"cancel-{job.job_id}", on_click=_cancel, args=(ws, job.job_id))
         fraction = job.fraction
         label = f"{job.done} of {job.total}" if job.total else "starting…"
         if job.status == "running":

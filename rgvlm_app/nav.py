@@ -17,6 +17,8 @@ PAGES = (
     ("pages/episodes.py", "Episodes", ":material/movie:", "episodes"),
     ("pages/prompts.py", "Prompts", ":material/edit_note:", "prompts"),
     ("pages/audit.py", "Audit", ":material/fact_check:", "audit"),
+    ("pages/training.py", "Training", ":material/model_training:", "training"),
+    ("pages/compare.py", "Compare", ":material/leaderboard:", "compare"),
 )
 
 

@@ -1,15 +1,17 @@
 """Figures of the method comparison (the paper's figure, success rates, learning curves).
 
 Pure functions over the tables of `rgvlm_core.compare`. A method keeps one colour on every chart of
-the product: known methods have fixed colours, any other method's colour is a hash of its name, so
-it does not depend on which runs happen to be on screen.
+the product: known methods have fixed colours, the others take the palette in the order they first
+appeared in the workspace (`method_colours`), so two methods never share a colour among the first 16
+and a colour does not depend on which runs happen to be on screen. Without that mapping (a method
+not yet stored) the colour falls back to a hash of the name.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -25,10 +27,21 @@ _METHOD_PALETTE = (
 BAR_GAP = 0.2  # gap between length groups, as a fraction of one x unit (seed points are placed with it)
 
 
-def method_colour(method: str) -> str:
+Colours = Mapping[str, str]
+
+
+def method_colours(methods_in_order: Sequence[str]) -> dict[str, str]:
+    """The workspace's colour of each method (from `compare.methods_in_order`)."""
+    others = [m for m in methods_in_order if m not in METHOD_COLOURS]
+    return {**{m: _METHOD_PALETTE[i % len(_METHOD_PALETTE)] for i, m in enumerate(others)}, **METHOD_COLOURS}
+
+
+def method_colour(method: str, colours: Colours | None = None) -> str:
     """The colour of `method` everywhere in the product."""
     if method in METHOD_COLOURS:
         return METHOD_COLOURS[method]
+    if colours and method in colours:
+        return colours[method]
     digest = hashlib.sha1(method.encode()).digest()
     return _METHOD_PALETTE[digest[0] % len(_METHOD_PALETTE)]
 
@@ -39,6 +52,7 @@ def completion_figure(
     *,
     conditions: Sequence[str] = CONDITIONS,
     metric: str = "Proportion of subtasks completed",
+    colours: Colours | None = None,
 ) -> go.Figure:
     """Grouped bars (method) per task length with 95% CI whiskers, one panel per condition.
 
@@ -62,7 +76,7 @@ def completion_figure(
                     name=method_label(method),
                     legendgroup=method,
                     showlegend=col == 1,
-                    marker_color=method_colour(method),
+                    marker_color=method_colour(method, colours),
                     error_y=_whiskers(rows),
                     customdata=rows[["seeds", "ci_low", "ci_high"]].to_numpy(),
                     hovertemplate=f"{method_label(method)}<br>%{{x}} subtasks: %{{y:.3f}} "
@@ -97,7 +111,7 @@ def completion_figure(
                     x=rows["length"],
                     y=rows["mean"],
                     mode="lines+markers",
-                    line={"color": method_colour(method), "dash": "dash"},
+                    line={"color": method_colour(method, colours), "dash": "dash"},
                     name=method_label(method),
                     legendgroup=method,
                     showlegend=col == 1,
@@ -114,7 +128,7 @@ def completion_figure(
     return fig
 
 
-def success_figure(success: pd.DataFrame) -> go.Figure:
+def success_figure(success: pd.DataFrame, colours: Colours | None = None) -> go.Figure:
     """Full-task success rate per method, grouped by condition, with 95% CI whiskers over seeds."""
     fig = go.Figure()
     for method in _ordered(success["method"]):
@@ -124,7 +138,7 @@ def success_figure(success: pd.DataFrame) -> go.Figure:
                 x=rows["condition"],
                 y=rows["mean"],
                 name=method_label(method),
-                marker_color=method_colour(method),
+                marker_color=method_colour(method, colours),
                 error_y=_whiskers(rows),
             )
         )
@@ -132,7 +146,7 @@ def success_figure(success: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def curves_figure(curves: pd.DataFrame, metric: str) -> go.Figure:
+def curves_figure(curves: pd.DataFrame, metric: str, colours: Colours | None = None) -> go.Figure:
     """One line per run, coloured by its method."""
     fig = go.Figure()
     shown: set[str] = set()
@@ -146,7 +160,7 @@ def curves_figure(curves: pd.DataFrame, metric: str) -> go.Figure:
                 name=method_label(method),
                 legendgroup=method,
                 showlegend=method not in shown,
-                line={"color": method_colour(method)},
+                line={"color": method_colour(method, colours)},
                 hovertemplate=f"{run_id}<br>step %{{x}}: %{{y:.4g}}<extra></extra>",
             )
         )
@@ -169,4 +183,11 @@ def _ordered(methods: pd.Series) -> list[str]:
     return sorted(unique, key=lambda m: (m != "sparse", m))
 
 
-__all__ = ["METHOD_COLOURS", "completion_figure", "curves_figure", "method_colour", "success_figure"]
+__all__ = [
+    "METHOD_COLOURS",
+    "completion_figure",
+    "curves_figure",
+    "method_colour",
+    "method_colours",
+    "success_figure",
+]

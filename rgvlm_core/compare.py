@@ -182,6 +182,25 @@ def learning_curves(reader: StoreReader, runs: pd.DataFrame, metric: str = "loss
     return table.merge(runs[["run_id", "method", "seed"]], on="run_id")
 
 
+def methods_in_order(reader: StoreReader) -> list[str]:
+    """Every method of the workspace (planned in an experiment or trained), in the order it first appeared.
+
+    New methods only ever append, so a colour assigned by position never moves to another method.
+    """
+    seen: dict[str, Any] = {}
+    for row in reader.rows("SELECT config, created_at AS at FROM experiments"):
+        settings = json.loads(row["config"])
+        beta = settings.get("iql", {}).get("beta", 1.0)
+        for method, source in settings.get("sources", {}).items():
+            config = {"beta": 0.0 if method == BC else beta}
+            name = method_of(source, float(settings.get("lam", 1.0)), config)
+            seen[name] = min(seen.get(name, row["at"]), row["at"])
+    for row in reader.rows("SELECT reward_source, lam, config, started_at AS at FROM train_runs"):
+        name = method_of(row["reward_source"], row["lam"], json.loads(row["config"]))
+        seen[name] = min(seen.get(name, row["at"]), row["at"])
+    return sorted(seen, key=lambda m: (seen[m], m))
+
+
 def metric_names(reader: StoreReader) -> list[str]:
     """Names of the stored training metrics, for a chooser."""
     return [r["name"] for r in reader.rows("SELECT DISTINCT name FROM train_metrics ORDER BY name")]
@@ -216,6 +235,7 @@ __all__ = [
     "learning_curves",
     "method_label",
     "method_of",
+    "methods_in_order",
     "metric_names",
     "per_seed",
     "runs_table",

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from rgvlm_core import compare
-from rgvlm_core.charts_compare import completion_figure, curves_figure, success_figure
+from rgvlm_core.charts_compare import completion_figure, curves_figure, method_colours, success_figure
 from rgvlm_core.workspace import StoreReader
 from rgvlm_core.workspace.files import atomic_write_bytes
 
@@ -35,6 +35,7 @@ class Comparison:
     seeds: pd.DataFrame  # per run, condition and length (with the expert's rows)
     summary: pd.DataFrame  # compare.by_length
     success: pd.DataFrame  # compare.success_overall
+    colours: dict[str, str]  # the workspace's colour of every method (charts_compare.method_colours)
 
     def csv(self) -> str:
         return compare.comparison_csv(self.seeds, self.summary)
@@ -49,7 +50,9 @@ def build_comparison(
     if expert and not episodes.empty:
         episodes = pd.concat([episodes, compare.expert_rows(episodes)], ignore_index=True)
     seeds = compare.per_seed(episodes)
-    return Comparison(runs, episodes, seeds, compare.by_length(seeds), compare.success_overall(episodes))
+    colours = method_colours(compare.methods_in_order(reader))
+    summary, success = compare.by_length(seeds), compare.success_overall(episodes)
+    return Comparison(runs, episodes, seeds, summary, success, colours)
 
 
 def render_report(reader: StoreReader, comparison: Comparison, *, title: str, about: dict[str, Any]) -> str:
@@ -57,16 +60,16 @@ def render_report(reader: StoreReader, comparison: Comparison, *, title: str, ab
     figures = [
         (
             "Proportion of subtasks completed by task length (mean, 95% CI over seeds; points: seeds)",
-            completion_figure(comparison.summary, comparison.seeds),
+            completion_figure(comparison.summary, comparison.seeds, colours=comparison.colours),
         ),
-        ("Full-task success rate", success_figure(comparison.success)),
+        ("Full-task success rate", success_figure(comparison.success, comparison.colours)),
     ]
     runs = comparison.runs
     for metric in CURVE_METRICS:
         figures.append(
             (
                 f"Learning curve: {metric}",
-                curves_figure(compare.learning_curves(reader, runs, metric), metric),
+                curves_figure(compare.learning_curves(reader, runs, metric), metric, comparison.colours),
             )
         )
     parts = [f"<h1>{html.escape(title)}</h1>", _about(about, runs)]

@@ -83,3 +83,37 @@ def test_a_new_workspace_opens_on_the_bundled_sample_dataset(
     assert metrics["Trajectories"] == str(sample["episodes"])
     assert any("household simulator" in c.value for c in at.caption)
     assert len(at.get("plotly_chart")) == 3
+
+
+def test_home_page_shows_labels_training_and_running_jobs_at_a_glance(
+    sample_ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rgvlm_core.jobs import cancel_job, start_job
+    from rgvlm_core.rl.config import IQLConfig
+    from rgvlm_core.rl.experiment import ExperimentSpec, run_experiment
+    from rgvlm_core.sample import label_sample
+
+    label_sample(sample_ws)
+    spec = ExperimentSpec(
+        methods=("sparse",),
+        seeds=(0,),
+        episodes_per_length=1,
+        conditions=("default",),
+        encoder="hash",
+        name="glance",
+    )
+    for _ in run_experiment(sample_ws, spec, IQLConfig(steps=4, log_every=2, hidden=8, batch_size=8)):
+        pass
+    job = start_job(sample_ws, ["train", "--steps", "1000000", "--encoder", "hash"], name="long train")
+    try:
+        at = _home(monkeypatch, sample_ws.root)
+        text = " ".join(m.value for m in at.markdown) + " ".join(c.value for c in at.caption)
+        assert "2 label runs" in text and "not an LVLM" in text
+        assert "1 training runs · 1 evaluated" in text
+        assert "Newest experiment `glance`: 1 of 1 runs finished" in text
+        assert "1 running" in text and "Jobs in progress" in [h.value for h in at.subheader]
+        links = {link.proto.label: link.proto for link in at.get("page_link")}
+        assert links["Compare its methods"].page == "compare"
+        assert links["Compare its methods"].query_string == "experiment=glance"
+    finally:
+        cancel_job(sample_ws, job.job_id)

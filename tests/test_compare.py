@@ -119,3 +119,15 @@ def test_the_figure_shows_the_summary_numbers_with_one_colour_per_method() -> No
 def test_a_methods_colour_does_not_depend_on_the_other_methods_shown() -> None:
     assert method_colour("sparse+rgvlm:x") == method_colour("sparse+rgvlm:x")
     assert method_colour("sparse") != method_colour("bc") != method_colour("expert")
+
+
+def test_methods_take_palette_colours_in_the_order_they_first_appeared() -> None:
+    from rgvlm_core.charts_compare import METHOD_COLOURS, method_colours
+
+    methods = ["sparse", "sparse+rgvlm:reference", "sparse+rgvlm:noisy", "rgvlm:noisy", "bc"]
+    colours = method_colours(methods)
+    learned = [colours[m] for m in methods if m not in METHOD_COLOURS]
+    assert len(set(learned)) == 3  # never two methods in one colour (the hash alone collided here)
+    assert colours["sparse"] == METHOD_COLOURS["sparse"] and colours["bc"] == METHOD_COLOURS["bc"]
+    assert method_colours([*methods, "clip:x"])["sparse+rgvlm:noisy"] == colours["sparse+rgvlm:noisy"]
+    assert method_colour("sparse+rgvlm:noisy", colours) == colours["sparse+rgvlm:noisy"]

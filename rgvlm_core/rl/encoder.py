@@ -79,7 +79,7 @@ class HashEncoder:
         return out
 
 
-ENCODERS = {"minilm": MiniLMEncoder, "hash": HashEncoder}
+ENCODERS: dict[str, type[MiniLMEncoder] | type[HashEncoder]] = {"minilm": MiniLMEncoder, "hash": HashEncoder}
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,0 +1,399 @@
+"""Widgets of the Training page: the launch form, the page's jobs, live learning curves, a run's record.
+
+Training never runs in the dashboard's process (it would load torch): the form only builds the
+arguments of `rgvlm experiment` / `rgvlm train` and starts them as jobs, which return at once. Curves
+and records are read back from the store, where the jobs write them as they go.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import re
+import shlex
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from rgvlm_core import compare
+from rgvlm_core.audit import reference_run
+from rgvlm_core.charts_compare import curves_figure, method_colours
+from rgvlm_core.errors import RGVLMError
+from rgvlm_core.jobs import Job, get_job, list_jobs, start_job
+from rgvlm_core.rl.config import IQL_HELP, IQLConfig
+from rgvlm_core.workspace import StoreReader, Workspace
+
+# -- session keys of the Training page, all here with their defaults --------------------------------
+METHODS = "training.methods"  # reward sources (methods) of the experiment
+NAME = "training.name"  # experiment name (prefilled, renewed after each launch)
+CONDITIONS = "training.conditions"  # evaluation conditions
+JOBS = "training.jobs"  # ids of the jobs started from this page in this session
+FLASH = "training.flash"  # what the last launch started, shown after the rerun
+LAUNCH_S = "training.launch_s"  # seconds start_job took on the last launch
+METRIC = "training.metric"  # the training metric plotted
+CURVE_RUNS = "training.curve_runs"  # finished runs whose curves are plotted beside the jobs' runs
+RUN = "training.run"  # the run whose stored record is shown (also in the URL as `run`)
+_RENEW = "training.renew_name"
+DEFAULTS: dict[str, Any] = {CONDITIONS: list(compare.CONDITIONS), JOBS: [], FLASH: None, LAUNCH_S: None}
+
+HYPERPARAMETERS = ("expectile", "beta", "gamma", "lr", "hidden", "batch_size", "tau")
+STEPS = {"expectile": 0.05, "beta": 0.5, "gamma": 0.01, "lr": 1e-4, "tau": 0.001}
+FORMATS = {"lr": "%.2e", "tau": "%.4f", "gamma": "%.3f"}
+ENCODERS = {
+    "minilm": "minilm: all-MiniLM-L6-v2 sentence embeddings (the paper's choice)",
+    "hash": "hash: a hashing encoder, no model files (quick tests)",
+}
+TRAINING_COMMANDS = ("experiment", "train")
+REFRESH_S = 2.0  # how often the curves of running jobs are redrawn
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_RUN_TAIL = re.compile(r"(?P<slug>.+)-s(?P<seed>\d+)-[0-9a-f]{4}")  # after "<experiment>-" in a run id
+
+
+def key(name: str) -> str:
+    """The widget key of a form field (`iql.beta` for a hyperparameter)."""
+    return f"training.{name}"
+
+
+def init_state() -> None:
+    """Declare the page's keys; read the run of the URL once per session; renew the name after a launch."""
+    for k, value in DEFAULTS.items():
+        st.session_state.setdefault(k, list(value) if isinstance(value, list) else value)
+    if st.session_state.pop(_RENEW, False) or NAME not in st.session_state:
+        st.session_state[NAME] = f"exp-{dt.datetime.now():%Y%m%d-%H%M%S}"  # fresh: a new experiment
+    if RUN not in st.session_state:
+        st.session_state[RUN] = st.query_params.get("run")
+
+
+def flash() -> None:
+    if message := st.session_state.pop(FLASH, None):
+        st.success(message, icon=":material/rocket_launch:")
+
+
+def _slug(text: str) -> str:
+    """As `rl.experiment` names a method inside its run ids."""
+    return "".join(c if c.isalnum() else "-" for c in text)[:40]
+
+
+def _text(value: Any) -> str:
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+# -- the form -----------------------------------------------------------------------------------------
+def reward_sources(reader: StoreReader) -> list[str]:
+    """sparse, reference (if a reference run exists), rgvlm:RUN and sparse+rgvlm:RUN per label run, bc."""
+    runs = [r["run_id"] for r in reader.rows("SELECT run_id FROM label_runs ORDER BY created_at")]
+    reference = ["reference"] if reference_run(reader) else []
+    return ["sparse", *reference, *(f"{h}:{r}" for r in runs for h in ("rgvlm", "sparse+rgvlm")), compare.BC]
+
+
+@dataclass(frozen=True)
+class TrainingForm:
+    """The settings chosen on the page, and the commands they make."""
+
+    methods: tuple[str, ...]
+    lam: float
+    seeds: int
+    steps: int
+    log_every: int
+    iql: tuple[tuple[str, int | float], ...]  # the main hyperparameters, in HYPERPARAMETERS order
+    encoder: str
+    episodes_per_length: int
+    conditions: tuple[str, ...]
+    name: str
+
+    def iql_args(self, **changes: float) -> list[str]:
+        return [a for n, v in self.iql for a in ("--iql", f"{n}={_text(changes.get(n, v))}")]
+
+    def experiment_args(self) -> list[str]:
+        """`rgvlm experiment ...`: every method x seed, trained then evaluated."""
+        return [
+            "experiment", "--methods", ",".join(self.methods), "--seeds", str(self.seeds),
+            "--steps", str(self.steps), "--lambda", _text(self.lam), "-k", str(self.episodes_per_length),
+            "--conditions", ",".join(self.conditions), "--encoder", self.encoder,
+            "--log-every", str(self.log_every), "--name", self.name, *self.iql_args(),
+        ]  # fmt: skip
+
+    def train_args(self, method: str, seed: int, name: str) -> list[str]:
+        """`rgvlm train ...` of one method and seed (bc = the sparse data with beta 0, as experiments do)."""
+        bc = method == compare.BC
+        return [
+            "train", "--reward", "sparse" if bc else method, "--seed", str(seed), "--steps", str(self.steps),
+            "--lambda", _text(self.lam), "--encoder", self.encoder, "--log-every", str(self.log_every),
+            "--name", name, *(self.iql_args(beta=0.0) if bc else self.iql_args()),
+        ]  # fmt: skip
+
+
+def _problem(where: Any, field: str, message: str | None, problems: dict[str, str]) -> None:
+    """Show a validation error right under its field, naming it, and remember it."""
+    if message:
+        problems[field] = f"{field}: {message}"
+        where.error(problems[field], icon=":material/error:")
+
+
+# The plain number fields: label, minimum, default, step, help.
+NUMBERS: dict[str, tuple[str, int, int, int, str]] = {
+    "seeds": ("Seeds", 1, 3, 1, "Training seeds 0..N-1 of every method."),
+    "steps": ("Steps", 1, 5000, 500, IQL_HELP["steps"]),
+    "log_every": ("Log every", 1, 250, 50, IQL_HELP["log_every"]),
+    "episodes": ("Evaluation episodes per length", 1, 20, 5, "Per task length (1 to 6 subtasks) and "
+                 "condition; every run meets the same tasks."),
+}  # fmt: skip
+
+
+def _number(where: Any, name: str) -> int:
+    label, low, default, step, help_text = NUMBERS[name]
+    return int(where.number_input(label, low, None, default, step, key=key(name), help=help_text))
+
+
+def _methods(sources: list[str], problems: dict[str, str]) -> list[str]:
+    if METHODS not in st.session_state:
+        st.session_state[METHODS] = [m for m in ("sparse", "reference", compare.BC) if m in sources]
+    st.session_state[METHODS] = [m for m in st.session_state[METHODS] if m in sources]
+    methods = st.multiselect(
+        "Reward sources", sources, key=METHODS, format_func=compare.method_label,
+        help="One method each: the sparse task reward, the RG-VLM rewards of a label run (alone or added "
+        "to the sparse one), or behaviour cloning (IQL's actor with beta = 0).",
+    )  # fmt: skip
+    _problem(st, "Reward sources", None if methods else "choose at least one", problems)
+    return list(methods)
+
+
+def _hyperparameters(steps: int, log_every: int, problems: dict[str, str]) -> dict[str, int | float]:
+    """The main IQL settings (IQLConfig defaults, IQL_HELP tooltips), checked by IQLConfig itself."""
+    st.markdown("**IQL hyperparameters**")
+    values: dict[str, int | float] = {}
+    for col, name in zip(st.columns(len(HYPERPARAMETERS)), HYPERPARAMETERS, strict=True):
+        default = getattr(IQLConfig(), name)
+        values[name] = col.number_input(
+            name, value=default, step=STEPS.get(name, 1), min_value=1 if isinstance(default, int) else None,
+            format=FORMATS.get(name), key=key(f"iql.{name}"), help=IQL_HELP[name],
+        )  # fmt: skip
+    try:
+        IQLConfig(**values, steps=steps, log_every=log_every).validate()  # type: ignore[arg-type]
+    except RGVLMError as exc:
+        problems["IQL hyperparameters"] = str(exc)  # names the setting and its allowed range
+        st.error(str(exc), icon=":material/error:")
+    return values
+
+
+def training_form(sources: list[str]) -> tuple[TrainingForm, dict[str, str]]:
+    """Draw the settings; returns them with the problems found (field -> message), each shown inline."""
+    problems: dict[str, str] = {}
+    methods = _methods(sources, problems)
+    a, b, c, d = st.columns(4)
+    lam = a.number_input(
+        "Lambda", value=1.0, step=0.1, key=key("lambda"), disabled=not any("+" in m for m in methods),
+        help="Weight of the VLM reward in sparse+ methods: r = r_sparse + lambda r_vlm.",
+    )  # fmt: skip
+    _problem(a, "Lambda", "must not be negative" if lam < 0 else None, problems)
+    seeds, steps, log_every = _number(b, "seeds"), _number(c, "steps"), _number(d, "log_every")
+    iql = _hyperparameters(steps, log_every, problems)
+    e, k, c, n = st.columns([1, 1, 1.3, 1])
+    encoder = e.selectbox(
+        "Instruction encoder", list(ENCODERS), key=key("encoder"), help="; ".join(ENCODERS.values())
+    )
+    episodes = _number(k, "episodes")
+    conditions = c.multiselect("Evaluation conditions", list(compare.CONDITIONS), key=CONDITIONS,
+                               help="Initial states: as generated (default) or randomised.")  # fmt: skip
+    _problem(c, "Evaluation conditions", None if conditions else "choose at least one", problems)
+    name = n.text_input("Experiment name", key=NAME, help="An existing experiment's name resumes it.").strip()
+    rule = "letters, digits, '.', '_' or '-', starting with a letter or digit"
+    _problem(n, "Experiment name", None if _NAME_RE.fullmatch(name) else rule, problems)
+    form = TrainingForm(
+        tuple(methods), float(lam), seeds, steps, log_every, tuple(iql.items()), str(encoder), episodes,
+        tuple(conditions), name,
+    )  # fmt: skip
+    return form, problems
+
+
+# -- launching ----------------------------------------------------------------------------------------
+def launch(workspace: Workspace, args: list[str], name: str) -> None:
+    """Start a job (start_job only spawns the process) and rerun the page to show it."""
+    started = time.perf_counter()
+    try:
+        job = start_job(workspace, args, name=name)
+    except RGVLMError as exc:
+        st.error(str(exc))
+        return
+    st.session_state[LAUNCH_S] = seconds = time.perf_counter() - started
+    st.session_state[JOBS] = [*st.session_state[JOBS], job.job_id]
+    st.session_state[FLASH] = f"Started job {job.job_id} in {seconds:.2f} s: `{shlex.join(['rgvlm', *args])}`"
+    st.session_state[_RENEW] = True
+    st.rerun()
+
+
+def launch_buttons(
+    workspace: Workspace, form: TrainingForm, problems: dict[str, str], sources: list[str]
+) -> None:
+    """The experiment's command and its Launch button; a single `rgvlm train` run in an expander."""
+    st.code(shlex.join(["rgvlm", *form.experiment_args()]), language=None, wrap_lines=True)
+    if st.button("Launch experiment", type="primary", key=key("launch"), icon=":material/rocket_launch:"):
+        if problems:
+            st.error(f"Not started: fix {', '.join(problems)} first.", icon=":material/block:")
+        else:
+            launch(workspace, form.experiment_args(), f"experiment {form.name}")
+    with st.expander("Single run (`rgvlm train`: trained only, not evaluated)"):
+        a, b = st.columns(2)
+        source = a.selectbox(
+            "Reward source", sources, key=key("single.source"), format_func=compare.method_label
+        )
+        seed = int(b.number_input("Seed", 0, None, 0, key=key("single.seed")))
+        if st.button("Launch single run", key=key("launch_single")):
+            blocking = {f: m for f, m in problems.items() if f in ("Lambda", "IQL hyperparameters")}
+            if blocking:
+                st.error(f"Not started: fix {', '.join(blocking)} first.", icon=":material/block:")
+            else:
+                name = f"iql-{_slug(str(source))}-s{seed}-{uuid.uuid4().hex[:4]}"
+                launch(workspace, form.train_args(str(source), seed, name), f"train {name}")
+
+
+def training_jobs(workspace: Workspace, newest: int = 3) -> list[Job]:
+    """Training jobs worth watching: the newest few, every running one, and this session's."""
+    mine = set(st.session_state[JOBS])
+    jobs = [j for j in list_jobs(workspace, 100) if j.args and j.args[0] in TRAINING_COMMANDS]
+    return [j for i, j in enumerate(jobs) if i < newest or j.status == "running" or j.job_id in mine]
+
+
+# -- curves -------------------------------------------------------------------------------------------
+def _options(args: tuple[str, ...]) -> tuple[dict[str, str], dict[str, str]]:
+    """A job's `--option value` pairs, and its `--iql NAME=VALUE` settings."""
+    pairs = list(itertools.pairwise(args))
+    iql = dict(v.split("=", 1) for a, v in pairs if a == "--iql" and "=" in v)
+    return {a: v for a, v in pairs if a.startswith("-")}, iql
+
+
+def job_runs(reader: StoreReader, jobs: list[Job]) -> pd.DataFrame:
+    """Runs of these jobs that have logged metrics, finished or not (run_id, method, seed).
+
+    A run's train_runs row appears only when it finishes, so runs are found in train_metrics: a
+    `train` job's run is its --name; an experiment's runs are named `<experiment>-<method>-s<seed>-xxxx`,
+    their methods resolved through the plan the experiment records as it starts.
+    """
+    rows: list[dict[str, Any]] = []
+    for job in jobs:
+        opts, iql = _options(job.args)
+        name = opts.get("--name")
+        if not name:
+            continue
+        if job.args[0] == "train":
+            config = {"beta": float(iql.get("beta", IQLConfig().beta))}
+            method = compare.method_of(
+                opts.get("--reward", "sparse"), float(opts.get("--lambda", 1.0)), config
+            )
+            rows.append({"run_id": name, "method": method, "seed": int(opts.get("--seed", 0))})
+            continue
+        plan = reader.rows(
+            "SELECT config FROM experiments WHERE experiment_id = ? ORDER BY created_at DESC LIMIT 1", [name]
+        )
+        if not plan:
+            continue
+        settings = json.loads(plan[0]["config"])
+        sources, lam, beta = settings["sources"], float(settings["lam"]), settings["iql"]["beta"]
+        by_slug = {_slug(m): m for m in sources}
+        found = reader.rows(
+            "SELECT DISTINCT run_id FROM train_metrics WHERE starts_with(run_id, ?) ORDER BY 1", [f"{name}-"]
+        )
+        for r in found:
+            tail = _RUN_TAIL.fullmatch(r["run_id"][len(name) + 1 :])
+            if tail and (m := by_slug.get(tail["slug"])) is not None:
+                config = {"beta": 0.0 if m == compare.BC else beta}
+                method = compare.method_of(sources[m], lam, config)
+                rows.append({"run_id": r["run_id"], "method": method, "seed": int(tail["seed"])})
+    return pd.DataFrame(rows, columns=["run_id", "method", "seed"])
+
+
+def metric_select(reader: StoreReader) -> str:
+    names = compare.metric_names(reader) or ["losses/q"]
+    if st.session_state.get(METRIC) not in names:
+        st.session_state[METRIC] = "losses/q" if "losses/q" in names else names[0]
+    return str(st.selectbox("Metric", names, key=METRIC))
+
+
+def curve_run_picker(runs: pd.DataFrame) -> list[str]:
+    """Finished runs to plot as well; at first the newest experiment's (or the newest six)."""
+    ids = list(runs["run_id"])
+    if CURVE_RUNS not in st.session_state:
+        newest = runs["experiment"].dropna().iloc[-1] if runs["experiment"].notna().any() else None
+        st.session_state[CURVE_RUNS] = (
+            list(runs[runs["experiment"] == newest]["run_id"]) if newest else ids[-6:]
+        )
+    st.session_state[CURVE_RUNS] = [r for r in st.session_state[CURVE_RUNS] if r in ids]
+    return list(st.multiselect("Finished runs", ids, key=CURVE_RUNS))
+
+
+def curves_section(
+    reader: StoreReader, jobs: list[Job], runs: pd.DataFrame, picked: list[str], metric: str
+) -> None:
+    """The learning curves of the jobs' runs and the picked runs; redrawn every REFRESH_S while a job runs."""
+    running = any(j.status == "running" for j in jobs)
+    ids = tuple(j.job_id for j in jobs)
+    chosen = runs[runs["run_id"].isin(picked)][["run_id", "method", "seed"]]
+    st.fragment(run_every=REFRESH_S if running else None)(_curves)(reader, ids, chosen, metric, running)
+
+
+def _curves(
+    reader: StoreReader, job_ids: tuple[str, ...], chosen: pd.DataFrame, metric: str, live: bool
+) -> None:
+    jobs = [get_job(reader.workspace, j) for j in job_ids]
+    shown = pd.concat([job_runs(reader, jobs), chosen]).drop_duplicates("run_id", keep="last")
+    curves = compare.learning_curves(reader, shown, metric)
+    if curves.empty:
+        st.caption("No curves yet: runs store their metrics every “Log every” steps while they train.")
+    else:
+        colours = method_colours(compare.methods_in_order(reader))
+        figure = curves_figure(curves, metric, colours).update_layout(margin={"t": 30})  # no top gap
+        st.plotly_chart(figure, key=key("curves"))
+    if live and not any(j.status == "running" for j in jobs):
+        st.rerun()  # the last job ended: redraw the page (its runs, no more timer)
+
+
+# -- a run's record ----------------------------------------------------------------------------------
+def shown_value(value: Any) -> str:
+    """How a stored value is written in the record tables: text as is, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def flatten(doc: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """`{"a": {"b": 1}}` -> [("a.b", 1)]: nested settings as one list of fields."""
+    out: list[tuple[str, Any]] = []
+    for k, v in doc.items():
+        out += flatten(v, f"{prefix}{k}.") if isinstance(v, dict) and v else [(f"{prefix}{k}", v)]
+    return out
+
+
+RECORD = {
+    "config": "IQL settings",
+    "spec": "Reward and data",
+    "dataset": "Dataset",
+    "provenance": "Provenance",
+}
+
+
+def run_select(runs: pd.DataFrame) -> str:
+    """The run whose record is shown; kept in the URL (`?run=`) so a link reopens it."""
+    ids = list(runs["run_id"])
+    if st.session_state.get(RUN) not in ids:
+        st.session_state[RUN] = ids[-1]
+    run = str(st.selectbox("Run", ids, key=RUN))
+    st.query_params["run"] = run
+    return run
+
+
+def run_record(reader: StoreReader, run_id: str) -> dict[str, dict[str, Any]]:
+    """Show exactly what the run stored (config, spec, dataset, provenance); returns it parsed."""
+    row = reader.rows(f"SELECT {', '.join(RECORD)}, checkpoint FROM train_runs WHERE run_id = ?", [run_id])[0]
+    record = {column: json.loads(row[column] or "{}") for column in RECORD}
+    for tab, column in zip(st.tabs(list(RECORD.values())), RECORD, strict=True):
+        fields = flatten(record[column])
+        table = pd.DataFrame({"field": [f for f, _ in fields], "value": [shown_value(v) for _, v in fields]})
+        if column == "config":
+            table["help"] = [IQL_HELP.get(f, "") for f in table["field"]]
+        tab.dataframe(table, hide_index=True, key=key(f"record.{column}"), width="stretch")
+    with st.expander("Stored JSON"):
+        st.json({"checkpoint": row["checkpoint"], **record}, expanded=False)
+    return record
