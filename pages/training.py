@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from rgvlm_app import training_curves as tc
 from rgvlm_app import training_widgets as tw
 from rgvlm_app.jobs_panel import jobs_panel
 from rgvlm_app.nav import require_navigation
@@ -40,11 +41,11 @@ runs = runs_table(reader)
 st.subheader("Learning curves")
 metric_col, runs_col = st.columns([1, 3])
 with metric_col:
-    metric = tw.metric_select(reader)
+    metric = tc.metric_select(reader)
 with runs_col:
-    picked = tw.curve_run_picker(runs)
+    picked = tc.curve_run_picker(runs)
 st.caption("Runs of the jobs above (live while they train) and the finished runs chosen here.")
-tw.curves_section(reader, jobs, runs, picked, metric)
+tc.curves_section(reader, jobs, runs, picked, metric)
 
 st.subheader("Finished runs")
 if runs.empty:

@@ -8,12 +8,10 @@ and records are read back from the store, where the jobs write them as they go.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import json
 import re
 import shlex
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +20,10 @@ import streamlit as st
 
 from rgvlm_core import compare
 from rgvlm_core.audit import reference_run
-from rgvlm_core.charts_compare import curves_figure, method_colours
 from rgvlm_core.errors import RGVLMError
-from rgvlm_core.jobs import Job, get_job, list_jobs, start_job
+from rgvlm_core.jobs import Job, list_jobs, start_job
 from rgvlm_core.rl.config import IQL_HELP, IQLConfig
+from rgvlm_core.rl.runs import default_run_name
 from rgvlm_core.workspace import StoreReader, Workspace
 
 # -- session keys of the Training page, all here with their defaults --------------------------------
@@ -51,7 +49,6 @@ ENCODERS = {
 TRAINING_COMMANDS = ("experiment", "train")
 REFRESH_S = 2.0  # how often the curves of running jobs are redrawn
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_RUN_TAIL = re.compile(r"(?P<slug>.+)-s(?P<seed>\d+)-[0-9a-f]{4}")  # after "<experiment>-" in a run id
 
 
 def key(name: str) -> str:
@@ -72,11 +69,6 @@ def init_state() -> None:
 def flash() -> None:
     if message := st.session_state.pop(FLASH, None):
         st.success(message, icon=":material/rocket_launch:")
-
-
-def _slug(text: str) -> str:
-    """As `rl.experiment` names a method inside its run ids."""
-    return "".join(c if c.isalnum() else "-" for c in text)[:40]
 
 
 def _text(value: Any) -> str:
@@ -248,7 +240,7 @@ def launch_buttons(
             if blocking:
                 st.error(f"Not started: fix {', '.join(blocking)} first.", icon=":material/block:")
             else:
-                name = f"iql-{_slug(str(source))}-s{seed}-{uuid.uuid4().hex[:4]}"
+                name = default_run_name(str(source), seed)
                 launch(workspace, form.train_args(str(source), seed, name), f"train {name}")
 
 
@@ -257,99 +249,6 @@ def training_jobs(workspace: Workspace, newest: int = 3) -> list[Job]:
     mine = set(st.session_state[JOBS])
     jobs = [j for j in list_jobs(workspace, 100) if j.args and j.args[0] in TRAINING_COMMANDS]
     return [j for i, j in enumerate(jobs) if i < newest or j.status == "running" or j.job_id in mine]
-
-
-# -- curves -------------------------------------------------------------------------------------------
-def _options(args: tuple[str, ...]) -> tuple[dict[str, str], dict[str, str]]:
-    """A job's `--option value` pairs, and its `--iql NAME=VALUE` settings."""
-    pairs = list(itertools.pairwise(args))
-    iql = dict(v.split("=", 1) for a, v in pairs if a == "--iql" and "=" in v)
-    return {a: v for a, v in pairs if a.startswith("-")}, iql
-
-
-def job_runs(reader: StoreReader, jobs: list[Job]) -> pd.DataFrame:
-    """Runs of these jobs that have logged metrics, finished or not (run_id, method, seed).
-
-    A run's train_runs row appears only when it finishes, so runs are found in train_metrics: a
-    `train` job's run is its --name; an experiment's runs are named `<experiment>-<method>-s<seed>-xxxx`,
-    their methods resolved through the plan the experiment records as it starts.
-    """
-    rows: list[dict[str, Any]] = []
-    for job in jobs:
-        opts, iql = _options(job.args)
-        name = opts.get("--name")
-        if not name:
-            continue
-        if job.args[0] == "train":
-            config = {"beta": float(iql.get("beta", IQLConfig().beta))}
-            method = compare.method_of(
-                opts.get("--reward", "sparse"), float(opts.get("--lambda", 1.0)), config
-            )
-            rows.append({"run_id": name, "method": method, "seed": int(opts.get("--seed", 0))})
-            continue
-        plan = reader.rows(
-            "SELECT config FROM experiments WHERE experiment_id = ? ORDER BY created_at DESC LIMIT 1", [name]
-        )
-        if not plan:
-            continue
-        settings = json.loads(plan[0]["config"])
-        sources, lam, beta = settings["sources"], float(settings["lam"]), settings["iql"]["beta"]
-        by_slug = {_slug(m): m for m in sources}
-        found = reader.rows(
-            "SELECT DISTINCT run_id FROM train_metrics WHERE starts_with(run_id, ?) ORDER BY 1", [f"{name}-"]
-        )
-        for r in found:
-            tail = _RUN_TAIL.fullmatch(r["run_id"][len(name) + 1 :])
-            if tail and (m := by_slug.get(tail["slug"])) is not None:
-                config = {"beta": 0.0 if m == compare.BC else beta}
-                method = compare.method_of(sources[m], lam, config)
-                rows.append({"run_id": r["run_id"], "method": method, "seed": int(tail["seed"])})
-    return pd.DataFrame(rows, columns=["run_id", "method", "seed"])
-
-
-def metric_select(reader: StoreReader) -> str:
-    names = compare.metric_names(reader) or ["losses/q"]
-    if st.session_state.get(METRIC) not in names:
-        st.session_state[METRIC] = "losses/q" if "losses/q" in names else names[0]
-    return str(st.selectbox("Metric", names, key=METRIC))
-
-
-def curve_run_picker(runs: pd.DataFrame) -> list[str]:
-    """Finished runs to plot as well; at first the newest experiment's (or the newest six)."""
-    ids = list(runs["run_id"])
-    if CURVE_RUNS not in st.session_state:
-        newest = runs["experiment"].dropna().iloc[-1] if runs["experiment"].notna().any() else None
-        st.session_state[CURVE_RUNS] = (
-            list(runs[runs["experiment"] == newest]["run_id"]) if newest else ids[-6:]
-        )
-    st.session_state[CURVE_RUNS] = [r for r in st.session_state[CURVE_RUNS] if r in ids]
-    return list(st.multiselect("Finished runs", ids, key=CURVE_RUNS))
-
-
-def curves_section(
-    reader: StoreReader, jobs: list[Job], runs: pd.DataFrame, picked: list[str], metric: str
-) -> None:
-    """The learning curves of the jobs' runs and the picked runs; redrawn every REFRESH_S while a job runs."""
-    running = any(j.status == "running" for j in jobs)
-    ids = tuple(j.job_id for j in jobs)
-    chosen = runs[runs["run_id"].isin(picked)][["run_id", "method", "seed"]]
-    st.fragment(run_every=REFRESH_S if running else None)(_curves)(reader, ids, chosen, metric, running)
-
-
-def _curves(
-    reader: StoreReader, job_ids: tuple[str, ...], chosen: pd.DataFrame, metric: str, live: bool
-) -> None:
-    jobs = [get_job(reader.workspace, j) for j in job_ids]
-    shown = pd.concat([job_runs(reader, jobs), chosen]).drop_duplicates("run_id", keep="last")
-    curves = compare.learning_curves(reader, shown, metric)
-    if curves.empty:
-        st.caption("No curves yet: runs store their metrics every “Log every” steps while they train.")
-    else:
-        colours = method_colours(compare.methods_in_order(reader))
-        figure = curves_figure(curves, metric, colours).update_layout(margin={"t": 30})  # no top gap
-        st.plotly_chart(figure, key=key("curves"))
-    if live and not any(j.status == "running" for j in jobs):
-        st.rerun()  # the last job ended: redraw the page (its runs, no more timer)
 
 
 # -- a run's record ----------------------------------------------------------------------------------

@@ -182,6 +182,15 @@ def learning_curves(reader: StoreReader, runs: pd.DataFrame, metric: str = "loss
     return table.merge(runs[["run_id", "method", "seed"]], on="run_id")
 
 
+def planned_methods(settings: dict[str, Any]) -> dict[str, str]:
+    """An experiment's methods as given (`reference`, `bc`) -> the method its runs will belong to."""
+    beta, lam = settings.get("iql", {}).get("beta", 1.0), float(settings.get("lam", 1.0))
+    return {
+        given: method_of(source, lam, {"beta": 0.0 if given == BC else beta})
+        for given, source in settings.get("sources", {}).items()
+    }
+
+
 def methods_in_order(reader: StoreReader) -> list[str]:
     """Every method of the workspace (planned in an experiment or trained), in the order it first appeared.
 
@@ -189,11 +198,7 @@ def methods_in_order(reader: StoreReader) -> list[str]:
     """
     seen: dict[str, Any] = {}
     for row in reader.rows("SELECT config, created_at AS at FROM experiments"):
-        settings = json.loads(row["config"])
-        beta = settings.get("iql", {}).get("beta", 1.0)
-        for method, source in settings.get("sources", {}).items():
-            config = {"beta": 0.0 if method == BC else beta}
-            name = method_of(source, float(settings.get("lam", 1.0)), config)
+        for name in planned_methods(json.loads(row["config"])).values():
             seen[name] = min(seen.get(name, row["at"]), row["at"])
     for row in reader.rows("SELECT reward_source, lam, config, started_at AS at FROM train_runs"):
         name = method_of(row["reward_source"], row["lam"], json.loads(row["config"]))
@@ -238,6 +243,7 @@ __all__ = [
     "methods_in_order",
     "metric_names",
     "per_seed",
+    "planned_methods",
     "runs_table",
     "success_overall",
 ]

@@ -13,7 +13,7 @@
 set -euo pipefail
 ws=${1:?workspace folder}
 episodes=${2:-1500}
-steps=${3:-4000}
+steps=${3:-3000}
 seeds=${4:-5}
 export RGVLM_NO_SAMPLE=1
 data="$ws.data"

@@ -50,26 +50,8 @@ def expected_by_length(ws_root: Path, run_ids: list[str]) -> pd.DataFrame:
 def test_the_cli_experiment_writes_a_report_whose_numbers_equal_the_store(sample_ws) -> None:  # type: ignore[no-untyped-def]
     label_sample(sample_ws)
     report = sample_ws.root / "report.html"
-    ran = rgvlm(
-        sample_ws.root,
-        "experiment",
-        "--methods",
-        "sparse,sparse+reference,bc",
-        "--seeds",
-        "2",
-        "--steps",
-        "20",
-        "--log-every",
-        "10",
-        "-k",
-        "2",
-        "--encoder",
-        "hash",
-        "--name",
-        "smoke",
-        "--report",
-        str(report),
-    )
+    grid = "--methods sparse,sparse+reference,bc --seeds 2 --steps 20 --log-every 10 -k 2 --encoder hash"
+    ran = rgvlm(sample_ws.root, "experiment", *grid.split(), "--name", "smoke", "--report", str(report))
     assert ran.returncode == 0, ran.stderr
     assert "experiment smoke: 6 runs finished" in ran.stdout
     page = report.read_text()
@@ -94,22 +76,7 @@ def test_the_cli_experiment_writes_a_report_whose_numbers_equal_the_store(sample
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, abs=1e-12)
     # rerunning the same experiment resumes it: nothing is trained again
-    again = rgvlm(
-        sample_ws.root,
-        "experiment",
-        "--methods",
-        "sparse,sparse+reference,bc",
-        "--seeds",
-        "2",
-        "--steps",
-        "20",
-        "-k",
-        "2",
-        "--encoder",
-        "hash",
-        "--name",
-        "smoke",
-    )
+    again = rgvlm(sample_ws.root, "experiment", *grid.split(), "--name", "smoke")
     assert again.returncode == 0, again.stderr
     listed = rgvlm(sample_ws.root, "train-runs", "--json")
     assert listed.stdout.count('"run_id"') == 6

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -23,8 +24,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from rgvlm_core.compare import BC, CONDITIONS, LENGTHS
+from rgvlm_core.compare import BC, CONDITIONS, LENGTHS, planned_methods
 from rgvlm_core.errors import UsageError
+from rgvlm_core.rl.runs import slug
 from rgvlm_core.workspace import StoreReader, Workspace
 from rgvlm_core.workspace.schema import EXPERIMENT_RUNS, EXPERIMENTS
 
@@ -132,7 +134,7 @@ def run_experiment(workspace: Workspace, spec: ExperimentSpec, config: Any) -> I
             lam=spec.lam,
             encoder=spec.encoder,
             failed=spec.failed,
-            name=f"{experiment_id}-{_slug(method)}-s{seed}-{uuid.uuid4().hex[:4]}",
+            name=run_name(experiment_id, method, seed),
         )
         run_id = train_spec.name
         for step in train_run(workspace, train_spec, run_config):
@@ -159,6 +161,40 @@ def run_experiment(workspace: Workspace, spec: ExperimentSpec, config: Any) -> I
         }
         workspace.commit({EXPERIMENT_RUNS.name: pa.Table.from_pylist([row], schema=EXPERIMENT_RUNS.schema)})
         yield replace(progress, phase="finished", run_id=run_id)
+
+
+def run_name(experiment_id: str, method: str, seed: int) -> str:
+    """`<experiment>-<method slug>-s<seed>-<4 hex>`: unique per attempt, parsed back by `live_runs`."""
+    return f"{experiment_id}-{slug(method)}-s{seed}-{uuid.uuid4().hex[:4]}"
+
+
+_RUN_TAIL = re.compile(r"(?P<slug>.+)-s(?P<seed>\d+)-[0-9a-f]{4}")
+
+
+def live_runs(reader: StoreReader, experiment_id: str) -> list[dict[str, Any]]:
+    """Runs of an experiment that have logged metrics, finished or still training: run_id, method, seed.
+
+    A run's `train_runs` row appears only when it finishes; while it trains only its metrics exist,
+    so it is found by its name, and its method through the plan the experiment stored as it started.
+    """
+    plan = reader.rows(
+        "SELECT config FROM experiments WHERE experiment_id = ? ORDER BY created_at DESC LIMIT 1",
+        [experiment_id],
+    )
+    if not plan:
+        return []
+    methods = planned_methods(json.loads(plan[0]["config"]))
+    by_slug = {slug(given): method for given, method in methods.items()}
+    found = reader.rows(
+        "SELECT DISTINCT run_id FROM train_metrics WHERE starts_with(run_id, ?) ORDER BY 1",
+        [f"{experiment_id}-"],
+    )
+    out = []
+    for row in found:
+        tail = _RUN_TAIL.fullmatch(row["run_id"][len(experiment_id) + 1 :])
+        if tail and tail["slug"] in by_slug:
+            out.append({"run_id": row["run_id"], "method": by_slug[tail["slug"]], "seed": int(tail["seed"])})
+    return out
 
 
 def experiment_run_ids(reader: StoreReader, experiment_id: str) -> list[str]:
@@ -210,15 +246,13 @@ def _record_plan(
     workspace.commit({EXPERIMENTS.name: pa.Table.from_pylist([row], schema=EXPERIMENTS.schema)})
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text)[:40]
-
-
 __all__ = [
     "ExperimentProgress",
     "ExperimentSpec",
     "experiment_run_ids",
     "list_experiments",
+    "live_runs",
     "resolve_methods",
     "run_experiment",
+    "run_name",
 ]

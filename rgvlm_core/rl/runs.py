@@ -60,7 +60,7 @@ def train_run(workspace: Workspace, spec: TrainSpec, config: Any) -> Iterator[Tr
         provenance = _provenance(reader, source.run_id)
     finally:
         reader.close()
-    run_id = spec.name or f"iql-{_slug(spec.reward)}-s{config.seed}-{uuid.uuid4().hex[:4]}"
+    run_id = spec.name or default_run_name(spec.reward, config.seed)
     started = dt.datetime.now(dt.timezone.utc)
     learner = None
     for step, metrics, trained in train(arrays.to_tensors(), arrays.n_actions, config):
@@ -115,8 +115,14 @@ def _provenance(reader: Any, label_run: str | None) -> dict[str, Any]:
     return info
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """`text` as a run-id part: letters and digits kept, anything else a dash, at most 40 characters."""
     return "".join(c if c.isalnum() else "-" for c in text)[:40]
+
+
+def default_run_name(reward: str, seed: int) -> str:
+    """`iql-<reward slug>-s<seed>-<4 hex>`: the name of a run not given one (unique per attempt)."""
+    return f"iql-{slug(reward)}-s{seed}-{uuid.uuid4().hex[:4]}"
 
 
 def evaluate_run(
@@ -190,4 +196,4 @@ def _eval_row(row: dict[str, Any]) -> dict[str, Any]:
     return keep
 
 
-__all__ = ["TrainProgress", "TrainSpec", "evaluate_run", "train_run"]
+__all__ = ["TrainProgress", "TrainSpec", "default_run_name", "evaluate_run", "slug", "train_run"]
