@@ -129,14 +129,10 @@ def run_experiment(workspace: Workspace, spec: ExperimentSpec, config: Any) -> I
             yield progress
             continue
         run_config = replace(config, seed=seed, beta=0.0 if method == BC else config.beta)
+        run_id = run_name(experiment_id, method, seed)
         train_spec = TrainSpec(
-            reward=source,
-            lam=spec.lam,
-            encoder=spec.encoder,
-            failed=spec.failed,
-            name=run_name(experiment_id, method, seed),
+            reward=source, lam=spec.lam, encoder=spec.encoder, failed=spec.failed, name=run_id
         )
-        run_id = train_spec.name
         for step in train_run(workspace, train_spec, run_config):
             yield replace(progress, phase="train", done=step.step, total=step.total, run_id=run_id)
         total = len(spec.conditions) * len(LENGTHS) * spec.episodes_per_length
@@ -144,7 +140,7 @@ def run_experiment(workspace: Workspace, spec: ExperimentSpec, config: Any) -> I
         for condition in spec.conditions:
             for _ in evaluate_run(
                 workspace,
-                run_id,  # type: ignore[arg-type]  # always set above
+                run_id,
                 condition=condition,
                 episodes_per_length=spec.episodes_per_length,
                 seed=spec.eval_seed,
