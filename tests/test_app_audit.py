@@ -21,15 +21,13 @@ from rgvlm_core.labeling.runs import RunConfig, label_run
 from rgvlm_core.labeling.types import Segment, SegmentLabel
 from rgvlm_core.sample import label_sample
 from rgvlm_core.workspace import Workspace
+from tests.app_support import open_page
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _audit_page(monkeypatch: pytest.MonkeyPatch, ws: Workspace, tab: str | None = None) -> AppTest:
-    monkeypatch.setenv("RGVLM_WORKSPACE", str(ws.root))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
-    at.run()
-    at.switch_page("pages/audit.py").run()
+    at = open_page(monkeypatch, ws.root, "audit")
     if tab is not None:
         at.session_state[aw.TAB] = tab
         at.run()

@@ -22,6 +22,7 @@ from rgvlm_core.labeling.store import add_override, effective_labels
 from rgvlm_core.sample import label_sample
 from rgvlm_core.workspace import Workspace
 from rgvlm_core.workspace.schema import ANALYSES, LABEL_RUNS, LABELS
+from tests import app_support
 from tests.labeling_support import sample_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,13 +44,7 @@ def labelled(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
 
 def open_page(monkeypatch: pytest.MonkeyPatch, ws: Workspace, **params: str) -> AppTest:
     """The app on `ws`, switched to the Episodes page as by a link carrying `params`."""
-    monkeypatch.setenv("RGVLM_WORKSPACE", str(ws.root))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
-    at.query_params.update(params)
-    at.run()
-    at.switch_page("pages/episodes.py").run()
-    assert not at.exception, at.exception
-    return at
+    return app_support.open_page(monkeypatch, ws.root, "episodes", **params)
 
 
 def step_heading(at: AppTest) -> str:

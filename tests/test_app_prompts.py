@@ -17,17 +17,13 @@ from rgvlm_core.labeling.messages import QueryConfig, choose_frames
 from rgvlm_core.labeling.prompts import DEFAULT_PROMPT, new_version
 from rgvlm_core.labeling.store import label_runs, list_prompts, load_segments, save_prompt
 from rgvlm_core.workspace import Workspace
+from tests.app_support import open_page
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _prompts_page(monkeypatch: pytest.MonkeyPatch, ws: Workspace) -> AppTest:
-    monkeypatch.setenv("RGVLM_WORKSPACE", str(ws.root))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
-    at.run()
-    at.switch_page("pages/prompts.py").run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(monkeypatch, ws.root, "prompts")
 
 
 def _table(at: AppTest, column: str) -> pd.DataFrame:

@@ -25,6 +25,7 @@ from rgvlm_core.labeling.runs import RunConfig, label_run
 from rgvlm_core.rl.config import IQL_HELP, IQLConfig
 from rgvlm_core.sample import label_sample
 from rgvlm_core.workspace import Workspace
+from tests.app_support import open_page
 from tests.labeling_support import sample_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,12 +33,7 @@ JOB_TIMEOUT_S = 300
 
 
 def _training_page(monkeypatch: pytest.MonkeyPatch, ws: Workspace) -> AppTest:
-    monkeypatch.setenv("RGVLM_WORKSPACE", str(ws.root))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.run()
-    at.switch_page("pages/training.py").run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(monkeypatch, ws.root, "training", timeout=60)
 
 
 def _fill(at: AppTest, methods: list[str], **numbers: float) -> None:
