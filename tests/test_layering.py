@@ -3,14 +3,77 @@
 from __future__ import annotations
 
 import json
+import os
 import pkgutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
+
+import pytest
 
 import rgvlm_core
 
 ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "transformers", "sentence_transformers")
+
+# Run in a fresh interpreter at a checkout root (argv[1]). For every rgvlm_app/*.py and pages/*.py file:
+# import each module its source names anywhere (inside functions and after an early `st.stop()` too),
+# then the file itself for rgvlm_app; then open app.py in AppTest and switch to every page, as a person
+# clicking through the app would. Prints the heavy packages loaded after each step, and page exceptions.
+DASHBOARD_PROBE = textwrap.dedent(
+    """
+    import ast, importlib, json, sys
+    from pathlib import Path
+
+    root = Path(sys.argv[1]).resolve()
+    heavy = set(sys.argv[2].split(","))
+    sys.path.insert(0, str(root))
+    from streamlit.testing.v1 import AppTest
+
+    def loaded():
+        return sorted({m.split(".")[0] for m in sys.modules} & heavy)
+
+    def named_modules(path):
+        package = "rgvlm_app" if path.parent.name == "rgvlm_app" else ""
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                yield from (alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = ("." * node.level + (node.module or "")) if node.level else node.module
+                base = importlib.util.resolve_name(base, package) if node.level else base
+                yield base
+                yield from (f"{base}.{alias.name}" for alias in node.names)
+
+    def import_named(path):
+        for name in named_modules(path):
+            try:
+                importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if exc.name != name:  # `from m import function`: only a missing submodule is fine
+                    raise
+
+    files = [*sorted((root / "rgvlm_app").glob("*.py")), *sorted((root / "pages").glob("*.py"))]
+    steps, errors = [], {}
+    for path in files:
+        import_named(path)
+        if path.parent.name == "rgvlm_app":
+            importlib.import_module("rgvlm_app" if path.stem == "__init__" else f"rgvlm_app.{path.stem}")
+        steps.append([f"{path.parent.name}/{path.name}", loaded()])
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
+    at.run()
+    steps.append(["app.py", loaded()])
+    for page in sorted((root / "pages").glob("*.py")):
+        try:
+            at.switch_page(f"pages/{page.name}").run()
+        except Exception as exc:
+            errors[page.name] = [f"{type(exc).__name__}: {exc}"]
+        else:
+            errors.update({page.name: [str(e.value) for e in at.exception]} if at.exception else {})
+        steps.append([f"running pages/{page.name}", loaded()])
+    print(json.dumps({"steps": steps, "errors": errors}))
+    """
+)
 
 
 def _modules_loaded_after(code: str) -> set[str]:
@@ -26,17 +89,99 @@ def _core_modules() -> list[str]:
     return [n for n in names if not n.startswith("rgvlm_core.cli")]
 
 
+def dashboard_heavy_imports(root: Path, workspace: Path) -> dict[str, list[str]]:
+    """Which dashboard file first left torch & co. loaded, for the checkout (or fake tree) at `root`.
+
+    Every file under pages/ and rgvlm_app/ is found on disk, so a new page is checked without editing
+    this test; pages run for real (AppTest on `workspace`), so imports inside functions count too.
+    Fails the test if a page raises, since a page that stops early hides its later imports.
+    """
+    env = {**os.environ, "RGVLM_WORKSPACE": str(workspace), "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-c", DASHBOARD_PROBE, str(root), ",".join(HEAVY)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not report["errors"], report["errors"]
+    found: dict[str, list[str]] = {}
+    before: set[str] = set()
+    for step, heavy in report["steps"]:
+        if set(heavy) - before:
+            found[step] = sorted(set(heavy) - before)
+        before |= set(heavy)
+    covered = {step.removeprefix("running ") for step, _ in report["steps"]}
+    expected = {f"pages/{p.name}" for p in (root / "pages").glob("*.py")}
+    expected |= {f"rgvlm_app/{p.name}" for p in (root / "rgvlm_app").glob("*.py")}
+    assert expected <= covered, sorted(expected - covered)
+    return found
+
+
 def test_the_core_outside_the_cli_imports_neither_streamlit_nor_typer() -> None:
     loaded = _modules_loaded_after("\n".join(f"import {m}" for m in _core_modules()))
     assert not {"streamlit", "typer"} & loaded
 
 
-def test_the_dashboard_modules_never_import_torch_or_transformers() -> None:
-    pages = sorted(p.stem for p in (ROOT / "pages").glob("*.py"))
-    code = "import rgvlm_app.state, rgvlm_core.catalog, rgvlm_core.charts, rgvlm_core.workspace"
-    loaded = _modules_loaded_after(code)
-    assert pages, "no pages found"
-    assert not {"torch", "transformers"} & loaded
+def test_running_every_page_and_importing_every_app_module_loads_no_torch(sample_ws) -> None:  # type: ignore[no-untyped-def]
+    assert len(list((ROOT / "pages").glob("*.py"))) >= 6, "pages not found on disk"
+    assert dashboard_heavy_imports(ROOT, Path(sample_ws.root)) == {}
+
+
+FAKE_APP = """
+import streamlit as st
+from pathlib import Path
+here = Path(__file__).parent
+st.navigation([st.Page(f"pages/{p.name}") for p in sorted((here / "pages").glob("*.py"))]).run()
+"""
+
+
+def _fake_tree(root: Path, bad: dict[str, str]) -> Path:
+    files = {
+        "app.py": FAKE_APP,
+        "pages/home.py": "import streamlit as st\nst.title('Home')\n",
+        "rgvlm_app/__init__.py": "",
+        "rgvlm_app/widgets.py": "def title() -> str:\n    return 'ok'\n",
+        **bad,
+    }
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(textwrap.dedent(text))
+    return root
+
+
+# Each fake tree adds one file that loads torch; the check must name the step that loaded it first.
+BAD_TREES = {
+    "a new page importing torch": (
+        {"pages/zz_new.py": "import streamlit as st\nimport torch\nst.title('x')\n"},
+        "pages/zz_new.py",
+    ),
+    "a page importing a core module that needs torch after it stops": (
+        {"pages/train.py": "import streamlit as st\nst.stop()\nfrom rgvlm_core.rl import iql\n"},
+        "pages/train.py",
+    ),
+    "a page loading torch only when it runs": (
+        {"pages/lazy.py": "import importlib\nimportlib.import_module('to' + 'rch')\n"},
+        "running pages/lazy.py",
+    ),
+    "an app helper that no page imports": ({"rgvlm_app/unused.py": "import torch\n"}, "rgvlm_app/unused.py"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_TREES))
+def test_the_dashboard_check_names_the_file_that_loads_torch_in_a_fake_tree(
+    tmp_path: Path, case: str
+) -> None:
+    files, culprit = BAD_TREES[case]
+    found = dashboard_heavy_imports(_fake_tree(tmp_path / "tree", files), tmp_path / "ws")
+    assert list(found) == [culprit] and "torch" in found[culprit]
+
+
+def test_the_dashboard_check_passes_a_fake_tree_without_torch(tmp_path: Path) -> None:
+    assert dashboard_heavy_imports(_fake_tree(tmp_path / "tree", {}), tmp_path / "ws") == {}
 
 
 def test_no_page_or_app_file_imports_torch_directly() -> None:
