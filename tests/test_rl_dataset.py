@@ -106,3 +106,37 @@ def test_minilm_embeds_paraphrases_close_and_other_tasks_apart() -> None:
     vectors = MiniLMEncoder().encode(["Pick up the apple.", "Grab the apple.", "Turn on the desk lamp."])
     assert vectors.shape == (3, 384)
     assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2]) + 0.3
+
+
+def _store_clip_run(ws, run_id: str) -> None:  # type: ignore[no-untyped-def]
+    """A label_runs row of a CLIP run (the guard reads only the run's labeller)."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from rgvlm_core.workspace.schema import LABEL_RUNS
+
+    row = {name: "" for name in LABEL_RUNS.schema.names}
+    row.update(run_id=run_id, labeller="clip", created_at=dt.datetime.now(dt.timezone.utc))
+    ws.commit({LABEL_RUNS.name: pa.Table.from_pylist([row], schema=LABEL_RUNS.schema)})
+
+
+def test_a_clip_reward_source_refuses_a_run_that_is_not_a_clip_run(labelled) -> None:  # type: ignore[no-untyped-def]
+    ws, clean, _ = labelled
+    reader = ws.reader()
+    with pytest.raises(RGVLMError, match=rf"clip:{clean}.*not CLIP.*rgvlm:{clean}"):
+        parse_reward_source(f"clip:{clean}", reader)
+    with pytest.raises(RGVLMError, match="not CLIP"):
+        parse_reward_source(f"sparse+clip:{clean}", reader)
+    reader.close()
+
+
+def test_an_rgvlm_reward_source_refuses_a_clip_run(labelled) -> None:  # type: ignore[no-untyped-def]
+    ws, _, _ = labelled
+    _store_clip_run(ws, "clip-run")
+    reader = ws.reader()
+    assert parse_reward_source("clip:clip-run", reader).run_id == "clip-run"
+    for text in ("rgvlm:clip-run", "sparse+rgvlm:clip-run"):
+        with pytest.raises(RGVLMError, match=r"is a CLIP run.*clip:clip-run"):
+            parse_reward_source(text, reader)
+    reader.close()

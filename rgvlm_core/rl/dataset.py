@@ -71,7 +71,25 @@ def parse_reward_source(text: str, reader: StoreReader, lam: float = 1.0) -> Rew
             r["run_id"] for r in reader.rows("SELECT run_id FROM label_runs ORDER BY created_at")
         )
         raise RGVLMError(f"no label run {run!r}; known: {known or '(none yet)'}")
+    _check_labeller(text, head, run, reader)
     return RewardSource("sparse+vlm" if head.startswith("sparse+") else "vlm", run, lam, text)
+
+
+def _check_labeller(text: str, head: str, run: str, reader: StoreReader) -> None:
+    """`clip:RUN` must name a CLIP run and `rgvlm:RUN` an LVLM (or reference) run: a method's name is what
+    the Compare page and the report call it, so a mismatch would file CLIP rewards under RG-VLM or back."""
+    labeller = reader.scalar("SELECT labeller FROM label_runs WHERE run_id = ?", [run])
+    is_clip = labeller == "clip"
+    if head.endswith("clip") and not is_clip:
+        raise RGVLMError(
+            f"reward source {text!r}: label run {run!r} was made by the {labeller} labeller, not CLIP; "
+            f"use rgvlm:{run} or sparse+rgvlm:{run}"
+        )
+    if head.endswith("rgvlm") and is_clip:
+        raise RGVLMError(
+            f"reward source {text!r}: label run {run!r} is a CLIP run, not an LVLM's; "
+            f"use clip:{run} or sparse+clip:{run}"
+        )
 
 
 @dataclass

@@ -105,10 +105,13 @@ def resolve_methods(methods: Sequence[str], reader: StoreReader, lam: float = 1.
     return out
 
 
-def run_experiment(workspace: Workspace, spec: ExperimentSpec, config: Any) -> Iterator[ExperimentProgress]:
+def run_experiment(
+    workspace: Workspace, spec: ExperimentSpec, config: Any, *, threads: int | None = None
+) -> Iterator[ExperimentProgress]:
     """Train and evaluate every (method, seed) not yet done; yields progress throughout.
 
-    `config` is the `rl.iql.IQLConfig` of every run (its seed is replaced by each run's seed).
+    `config` is the `rl.iql.IQLConfig` of every run (its seed is replaced by each run's seed);
+    `threads` is torch's intra-op thread count (rl.threads).
     """
     from rgvlm_core.rl.runs import TrainSpec, evaluate_run, train_run
 
@@ -133,7 +136,7 @@ def run_experiment(workspace: Workspace, spec: ExperimentSpec, config: Any) -> I
         train_spec = TrainSpec(
             reward=source, lam=spec.lam, encoder=spec.encoder, failed=spec.failed, name=run_id
         )
-        for step in train_run(workspace, train_spec, run_config):
+        for step in train_run(workspace, train_spec, run_config, threads=threads):
             yield replace(progress, phase="train", done=step.step, total=step.total, run_id=run_id)
         total = len(spec.conditions) * len(LENGTHS) * spec.episodes_per_length
         done = 0

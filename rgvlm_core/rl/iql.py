@@ -36,6 +36,24 @@ NEG_LOGIT = (
 )  # logit of an invalid action: exp() of it is exactly 0 in float32, unlike -inf it never makes NaN
 
 
+def check_device(name: str) -> torch.device:
+    """The torch device `name`, or a UsageError saying why this machine cannot use it.
+
+    Without this, `--device cuda` on a CPU-only torch build fails deep inside `.to()` with an
+    AssertionError ("Torch not compiled with CUDA enabled") and a traceback.
+    """
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"device {name!r}: not a torch device; use cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        why = "is a CPU-only build" if torch.version.cuda is None else "sees no GPU"
+        raise UsageError(f"device {name!r}: this torch ({torch.__version__}) {why}; use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"device {name!r}: IQL runs on cpu or cuda")
+    return device
+
+
 # ----------------------------------------------------------------------------------------------- data
 
 
@@ -200,7 +218,7 @@ class IQL:
 
     def __init__(self, state_dim: int, instruction_dim: int, n_actions: int, config: IQLConfig):
         config.validate()
-        self.config, self.device = config, torch.device(config.device)
+        self.config, self.device = config, check_device(config.device)
         self.dims = {"state_dim": state_dim, "instruction_dim": instruction_dim, "n_actions": n_actions}
         d, c = state_dim + instruction_dim, config
 

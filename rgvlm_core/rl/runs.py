@@ -46,18 +46,26 @@ class TrainProgress:
     metrics: dict[str, float]
 
 
-def train_run(workspace: Workspace, spec: TrainSpec, config: Any) -> Iterator[TrainProgress]:
-    """Train IQL (config: rl.iql.IQLConfig) and store the run; yields after every logged step."""
+def train_run(
+    workspace: Workspace, spec: TrainSpec, config: Any, *, threads: int | None = None
+) -> Iterator[TrainProgress]:
+    """Train IQL (config: rl.iql.IQLConfig) and store the run; yields after every logged step.
+
+    `threads`: torch's intra-op threads for this process (rl.threads: default 1, RGVLM_THREADS).
+    """
     from rgvlm_core.rl.dataset import build_dataset, parse_reward_source
     from rgvlm_core.rl.encoder import make_encoder
-    from rgvlm_core.rl.iql import train
+    from rgvlm_core.rl.iql import check_device, train
+    from rgvlm_core.rl.threads import apply_threads
 
+    check_device(config.device)
+    used_threads = apply_threads(threads)
     reader = workspace.reader()
     try:
         source = parse_reward_source(spec.reward, reader, spec.lam)
         encoder = make_encoder(spec.encoder)
         arrays = build_dataset(reader, source, encoder, spec.filters, spec.failed, spec.states)  # type: ignore[arg-type]
-        provenance = _provenance(reader, source.run_id)
+        provenance = {**_provenance(reader, source.run_id), "threads": used_threads}
     finally:
         reader.close()
     run_id = spec.name or default_run_name(spec.reward, config.seed)
@@ -153,7 +161,8 @@ def evaluate_run(
             f"run {run_id!r} was trained on ALFRED features, which the simulator cannot evaluate "
             "(ALFRED evaluation needs AI2-THOR, not available here)"
         )
-    learner = IQL.load(workspace.root / rows[0]["checkpoint"])
+    # rollouts are batch-1 forward passes: the CPU is the right device, whatever the run trained on
+    learner = IQL.load(workspace.root / rows[0]["checkpoint"], device="cpu")
     encoder = make_encoder(rows[0]["encoder"])
     embedded: dict[str, np.ndarray] = {}
 
