@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from rgvlm_app import prompt_jobs as pj
+from rgvlm_app import prompt_preview as pp
 from rgvlm_app import prompt_widgets as pw
 from rgvlm_app.jobs_panel import jobs_panel
 from rgvlm_app.nav import require_navigation
@@ -44,7 +46,7 @@ with new_tab:
     pw.new_version_form(reader.workspace, prompt)
 
 with preview_tab:
-    picked = pw.segment_picker(reader)
+    picked = pp.segment_picker(reader)
     if picked is not None:
         episode, segments, segment = picked
         frames_col, side_col = st.columns(2)
@@ -53,19 +55,19 @@ with preview_tab:
             max_side=int(side_col.number_input("Longest side (px)", 32, 2048, QueryConfig().max_side)),
         )
         st.caption("What the model receives, exactly, with this version of the prompt:")
-        pw.messages_preview(prompt, segment, config)
+        pp.messages_preview(reader, prompt, segment, config)
         st.subheader("Test on this episode")
         reference_col, lvlm_col = st.columns(2)
         with reference_col:
             st.markdown("**Reference labeller** (in this process, instant)")
-            pw.reference_test(segments)
+            pp.reference_test(segments)
         with lvlm_col:
             st.markdown(f"**LVLM** with prompt {prompt.prompt_id} (a label job on this episode only)")
-            pw.lvlm_test(reader.workspace, prompt, episode["episode_id"])
+            pj.lvlm_test(reader.workspace, prompt, episode["episode_id"])
 
 with relabel_tab:
     st.caption("Label the workspace, or a filtered part of it, as a background job (`rgvlm label`).")
-    pw.relabel_form(reader.workspace, prompt, pw.filter_options(reader))
+    pj.relabel_form(reader, prompt)
 
 st.subheader("Jobs")
 st.caption(

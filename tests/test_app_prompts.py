@@ -119,7 +119,7 @@ def test_the_preview_shows_the_rendered_messages_of_the_chosen_episode(
 
     at = _prompts_page(monkeypatch, sample_ws)
     at.selectbox(key=pw.EPISODE).select(episode["episode_id"]).run()
-    at.selectbox(key=pw.SEGMENT).select(1).run()
+    at.selectbox(key=pw.segment_key(episode["episode_id"])).select(1).run()
     assert not at.exception, at.exception
     rendered = [c.value for c in at.code if "{{" not in c.value]  # not the templates themselves
     stage1 = [c for c in rendered if c.startswith("Task goal:") and "Do not give scores" in c]
