@@ -2,10 +2,36 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
-from rgvlm_core.jobs import list_jobs
+from rgvlm_core.jobs import Job, list_jobs, read_log
 from tests.browser_support import ARTIFACTS, chromium_page, streamlit_app
+
+FINISHED = re.compile(r"^finished \d{4}-\d\d-\d\dT")  # the progress text of a job that is done
+
+
+def _job_row(page: Any, job: Job) -> Any:
+    """The jobs panel's bordered box for `job` (found by the exact command the store recorded)."""
+    command = page.locator("code").filter(has_text=job.command).last
+    return command.locator(
+        "xpath=ancestor::div[@data-testid='stVerticalBlock'][.//div[@data-testid='stExpander']][1]"
+    )
+
+
+def _assert_row_shows(page: Any, job: Job) -> str:
+    """The row says what the store says: status, the command, when it finished, and the log's end."""
+    row = _job_row(page, job)
+    row.get_by_text(f"finished {job.finished_at}", exact=True).wait_for(timeout=30_000)
+    head = row.locator("p").filter(has=page.locator("code")).first.inner_text()
+    assert head.split("·")[0].split()[-1] == job.status == "done", head
+    assert row.get_by_role("button", name="Cancel").count() == 0
+    row.get_by_text("Log", exact=True).click()
+    shown = row.locator('[data-testid="stCode"]').inner_text()
+    last_line = read_log(job, 4000).strip().splitlines()[-1].strip()
+    assert last_line.startswith("run ") and last_line in shown, (last_line, shown[-500:])
+    return last_line
 
 
 def test_a_relabel_job_started_in_the_browser_finishes_and_survives_a_reload(sample_ws) -> None:  # type: ignore[no-untyped-def]
@@ -14,17 +40,23 @@ def test_a_relabel_job_started_in_the_browser_finishes_and_survives_a_reload(sam
         page.get_by_role("tab", name="Relabel").click()
         start = page.get_by_role("button", name="Start relabelling")
         start.wait_for(timeout=30_000)
+        command = page.locator('[data-testid="stCode"]').filter(has_text="rgvlm label").first.inner_text()
         start.click()
-        page.get_by_text("done ·", exact=False).first.wait_for(timeout=90_000)
+        page.get_by_text("Started job ", exact=False).first.wait_for(timeout=30_000)
+        (job,) = list_jobs(sample_ws)
+        assert page.get_by_text(f"Started job {job.job_id}: {job.command}", exact=True).count() == 1
+        assert " ".join(command.split()) == job.command
+        page.get_by_text(FINISHED).first.wait_for(timeout=90_000)
+        (job,) = list_jobs(sample_ws)
+        summary = _assert_row_shows(page, job)
         page.screenshot(path=str(ARTIFACTS / "prompts-relabel-done.png"), full_page=True)
         page.reload()
-        page.get_by_text("done ·", exact=False).first.wait_for(timeout=30_000)
-        assert (
-            "rgvlm label --labeller reference"
-            in page.get_by_text("rgvlm label --labeller reference").first.inner_text()
-        )
-    jobs = list_jobs(sample_ws)
-    assert len(jobs) == 1 and jobs[0].status == "done" and jobs[0].total == jobs[0].done == 608
+        assert _assert_row_shows(page, job) == summary
+    assert job.status == "done" and job.exit_code == 0 and job.total == job.done == 608
+    assert job.args[:3] == ("label", "--labeller", "reference")
     reader = sample_ws.reader()
-    assert reader.scalar("SELECT count(DISTINCT run_id) FROM labels") == 1
+    (run_id,) = [r["run_id"] for r in reader.rows("SELECT DISTINCT run_id FROM labels")]
+    assert summary.startswith(f"run {run_id}: {job.total} of {job.total} segments labelled")
+    every_step = reader.scalar("SELECT sum(n_steps) FROM episodes")
+    assert reader.scalar("SELECT count(*) FROM labels WHERE status = 'ok'") == every_step > 0
     reader.close()
