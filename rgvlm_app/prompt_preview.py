@@ -15,7 +15,6 @@ from rgvlm_app import prompt_datasets as pd_
 from rgvlm_app import prompt_widgets as pw
 from rgvlm_app.text import md_escape
 from rgvlm_core.catalog import EpisodeFilter, get_episode, list_episodes
-from rgvlm_core.errors import RGVLMError
 from rgvlm_core.labeling.backends.base import ChatRequest, ImagePart, TextPart
 from rgvlm_core.labeling.messages import (
     QueryConfig,
@@ -131,8 +130,10 @@ def messages_preview(
     try:
         first = stage1_request(prompt, segment, images, config)
         second = stage2_request(prompt, segment, pw.ANALYSIS_PLACEHOLDER, len(images), config)
-    except RGVLMError as exc:
-        pw.show_error(f"Prompt {prompt.prompt_id} cannot be rendered for this subtask: {exc}")
+    except pw.TEMPLATE_ERRORS as exc:
+        pw.show_error(
+            f"Prompt {prompt.prompt_id} cannot be rendered for this subtask: {pw.template_error(exc)}"
+        )
         return
     st.subheader("Stage one: frames and analysis question")
     st.caption(

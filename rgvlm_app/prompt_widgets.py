@@ -99,6 +99,17 @@ def show_error(message: object) -> None:
     st.error(error_line(message))
 
 
+# What rendering a user's template can raise: RGVLMError (the sandbox, its bounds, Jinja's own errors)
+# and arithmetic errors (`{{ 1 / 0 }}`), which rgvlm_core.labeling.prompts.render does not convert yet.
+# Both are the template author's to fix, so the page says why instead of showing a traceback.
+TEMPLATE_ERRORS: tuple[type[Exception], ...] = (RGVLMError, ArithmeticError)
+
+
+def template_error(exc: Exception) -> str:
+    """The reason a template failed, naming a non-RGVLMError by its type (e.g. ZeroDivisionError)."""
+    return str(exc) if isinstance(exc, RGVLMError) else f"{type(exc).__name__}: {exc}"
+
+
 PREVIEW_EPISODES = 200  # episodes offered in the preview's list
 ANALYSIS_PLACEHOLDER = "<the stage-one analysis: the model's answer to the stage-one query goes here>"
 REFERENCE_IS_NOT_A_VLM = (
@@ -184,8 +195,8 @@ def _save_new_version(workspace: Workspace, parent: PromptVersion) -> None:
         return
     try:
         child = save_prompt(workspace, new_version(parent, changes, note))
-    except RGVLMError as exc:
-        st.session_state[SAVE_ERROR] = error_line(f"{exc} — nothing was saved.")
+    except TEMPLATE_ERRORS as exc:
+        st.session_state[SAVE_ERROR] = error_line(f"{template_error(exc)} — nothing was saved.")
         return
     st.session_state[SELECTED] = child.prompt_id
     st.session_state[NOTE] = ""
