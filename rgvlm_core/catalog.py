@@ -68,25 +68,56 @@ def workspace_counts(reader: StoreReader) -> dict[str, Any]:
         "subtasks": count_rows(reader, "subtasks"),
         "imports": count_rows(reader, "imports"),
     }
-    counts["by_split"] = _group(reader, "split")
-    counts["by_task_type"] = _group(reader, "task_type")
-    by_n = reader.rows(
-        "SELECT n_subtasks AS k, count(*) AS n FROM episodes "
-        "WHERE n_subtasks IS NOT NULL GROUP BY 1 ORDER BY 1"
-    )
-    counts["by_n_subtasks"] = {str(r["k"]): r["n"] for r in by_n}
-    counts["task_only_episodes"] = reader.scalar("SELECT count(*) FROM episodes WHERE task_only") or 0
-    counts["by_dataset"] = _group(reader, "dataset")
+    counts.update(_breakdown(reader, None))
+    counts["by_dataset"] = dataset_sizes(reader)
     for key, table in RUN_TABLES.items():
         counts[key] = count_rows(reader, table)
     return counts
 
 
+def dataset_sizes(reader: StoreReader) -> dict[str, int]:
+    """Episodes per dataset (`sim`, `alfred`, ...), in name order."""
+    return _group(reader, "dataset", None)
+
+
+def dataset_counts(reader: StoreReader, dataset: str) -> dict[str, Any]:
+    """The home page's figures for one dataset (simulator and ALFRED episodes are never summed in a chart).
+
+    Keys: episodes, by_split, by_task_type, by_n_subtasks, task_only_episodes.
+    """
+    episodes = reader.scalar("SELECT count(*) FROM episodes WHERE dataset = ?", [dataset]) or 0
+    return {"episodes": episodes, **_breakdown(reader, dataset)}
+
+
 UNKNOWN_TASK_TYPE = "unknown (test split)"
+# Selects the episodes of one dataset, or all of them when the (twice given) parameter is NULL.
+_OF_DATASET = "(?::VARCHAR IS NULL OR dataset = ?)"
 
 
-def _group(reader: StoreReader, column: str) -> dict[str, int]:
-    rows = reader.rows(f"SELECT {column} AS k, count(*) AS n FROM episodes GROUP BY 1 ORDER BY 1 NULLS LAST")
+def _breakdown(reader: StoreReader, dataset: str | None) -> dict[str, Any]:
+    """Episodes by split, task type and number of subtasks, and the task-only ones (one dataset or all)."""
+    by_n = reader.rows(
+        f"SELECT n_subtasks AS k, count(*) AS n FROM episodes "
+        f"WHERE n_subtasks IS NOT NULL AND {_OF_DATASET} GROUP BY 1 ORDER BY 1",
+        [dataset, dataset],
+    )
+    return {
+        "by_split": _group(reader, "split", dataset),
+        "by_task_type": _group(reader, "task_type", dataset),
+        "by_n_subtasks": {str(r["k"]): r["n"] for r in by_n},
+        "task_only_episodes": reader.scalar(
+            f"SELECT count(*) FROM episodes WHERE task_only AND {_OF_DATASET}", [dataset, dataset]
+        )
+        or 0,
+    }
+
+
+def _group(reader: StoreReader, column: str, dataset: str | None) -> dict[str, int]:
+    rows = reader.rows(
+        f"SELECT {column} AS k, count(*) AS n FROM episodes WHERE {_OF_DATASET} "
+        "GROUP BY 1 ORDER BY 1 NULLS LAST",
+        [dataset, dataset],
+    )
     return {UNKNOWN_TASK_TYPE if r["k"] is None else r["k"]: r["n"] for r in rows}
 
 

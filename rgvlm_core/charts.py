@@ -2,10 +2,15 @@
 
 Pure functions: data in, figure out. Colours are fixed per category so a split or a task type
 looks the same on every chart of the product.
+
+Plotly renders a subset of HTML in every text it draws (titles, axis and tick labels, legend names,
+hover text): `<b>`, `<br>`, `<a href>` and entities. Text taken from data (ids, task types, goals) goes
+through `plotly_escape` inside the builders, so callers pass it raw and it shows as written.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping
 
 import plotly.graph_objects as go
@@ -23,6 +28,11 @@ _PALETTE = ("#4C78A8", "#F58518", "#E45756", "#72B7B2", "#54A24B", "#EECA3B", "#
 TASK_TYPE_COLOURS: dict[str, str] = dict(zip(ALFRED_TASK_TYPES, _PALETTE, strict=False))
 NEUTRAL = "#8E8E8E"
 SEQUENCE = "#4C78A8"  # one colour for ordinal categories (number of subtasks)
+
+
+def plotly_escape(text: str) -> str:
+    """Text from data as Plotly shows it literally (its labels render `<b>`, `<br>` and `&...;`)."""
+    return html.escape(str(text), quote=False)
 
 
 def colour_for(category: str, fixed: Mapping[str, str]) -> str:
@@ -50,9 +60,10 @@ def count_bars(
         bar_colours = [colours] * len(keys)
     else:
         bar_colours = [colour_for(k, colours or {}) for k in keys]
+    labels = [plotly_escape(k) for k in keys]
     bar = (
         go.Bar(
-            y=keys,
+            y=labels,
             x=values,
             orientation="h",
             marker_color=bar_colours,
@@ -61,7 +72,9 @@ def count_bars(
             textangle=0,
         )
         if horizontal
-        else go.Bar(x=keys, y=values, marker_color=bar_colours, text=values, textposition="auto", textangle=0)
+        else go.Bar(
+            x=labels, y=values, marker_color=bar_colours, text=values, textposition="auto", textangle=0
+        )
     )
     fig = go.Figure(bar)
     axis = {"title": x_title, "type": "category"}

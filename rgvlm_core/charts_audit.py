@@ -2,7 +2,8 @@
 
 Pure functions: figures from the tables of `rgvlm_core.audit` (or plain sequences), nothing read from
 the store. A run keeps one colour on every chart: the reference run a fixed dark grey, the others
-the palette in the order the runs were created.
+the palette in the order the runs were created. Run names are data: they reach the figure through
+`plotly_escape` and never inside a hover template.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from rgvlm_core.charts import _PALETTE
+from rgvlm_core.charts import _PALETTE, plotly_escape
 
 REFERENCE_COLOUR = "#3B3B3B"
 SCORES = list(range(11))  # the score scale, 0..10
@@ -46,12 +47,12 @@ def score_distribution(
         total = sum(counts[run].values())
         n = [counts[run].get(s, 0) for s in SCORES]
         fig.add_bar(
-            name=run,
+            name=plotly_escape(run),
             x=SCORES,
             y=[100.0 * k / total if total else 0.0 for k in n],
             customdata=n,
             marker_color=colours.get(run, _PALETTE[0]),
-            hovertemplate=f"{run}<br>score %{{x}}: %{{customdata:,}} steps (%{{y:.1f}}%)<extra></extra>",
+            hovertemplate="%{fullData.name}<br>score %{x}: %{customdata:,} steps (%{y:.1f}%)<extra></extra>",
         )
     fig.update_layout(
         title=title,
@@ -137,8 +138,8 @@ def score_scatter(
         title=f"Per-step scores, jittered{subset}",
         height=420,
         margin=_MARGIN,
-        xaxis={**axis, "title": name_a},
-        yaxis={**axis, "title": name_b, "scaleanchor": "x"},
+        xaxis={**axis, "title": plotly_escape(name_a)},
+        yaxis={**axis, "title": plotly_escape(name_b), "scaleanchor": "x"},
         showlegend=False,
     )
     return fig
