@@ -1,19 +1,19 @@
-"""Overview: what the workspace holds, by split, task type and number of subtasks."""
+"""Overview: what the workspace holds, by split, task type and number of subtasks (one dataset at a time)."""
 
 import streamlit as st
 
-from rgvlm_app.home_widgets import DATASET_NAMES, glance
+from rgvlm_app.home_widgets import dataset_name, dataset_picker, glance
 from rgvlm_app.nav import require_navigation
 from rgvlm_app.state import store_reader, workspace_path
-from rgvlm_app.text import md_escape
+from rgvlm_app.text import md_code, md_escape
 from rgvlm_core import charts
-from rgvlm_core.catalog import recent_imports, workspace_counts
+from rgvlm_core.catalog import dataset_counts, recent_imports, workspace_counts
 from rgvlm_core.episodes import ALFRED_TASK_TYPES
 
 require_navigation()
 
 st.title("RG-VLM Studio")
-st.caption(f"Workspace `{workspace_path()}`")
+st.caption(f"Workspace {md_code(workspace_path())}")
 
 reader = store_reader()
 if reader is None:
@@ -30,7 +30,7 @@ cols[4].metric("Training runs", f"{counts['train_runs']:,}")
 if counts["by_dataset"]:
     st.caption(
         "Datasets: "
-        + ", ".join(f"{DATASET_NAMES.get(k, k)} ({v:,} episodes)" for k, v in counts["by_dataset"].items())
+        + ", ".join(f"{md_escape(dataset_name(k))} ({v:,} episodes)" for k, v in counts["by_dataset"].items())
         + (
             " — the bundled sample, made by the simulator's generator"
             if set(counts["by_dataset"]) == {"sim"}
@@ -47,11 +47,19 @@ if counts["episodes"] == 0:
     )
     st.stop()
 
+st.subheader("Episodes")
+sizes = counts["by_dataset"]
+dataset = dataset_picker(sizes, default=max(sizes, key=lambda d: sizes[d]))
+part = dataset_counts(reader, dataset) if dataset else counts
+name = dataset_name(dataset) if dataset else "all datasets"
+st.caption(f"{md_escape(name)}: {part['episodes']:,} of {counts['episodes']:,} episodes")
+of = f" · {charts.plotly_escape(name)}"
+
 left, right = st.columns(2)
 left.plotly_chart(
     charts.count_bars(
-        counts["by_split"],
-        title="Episodes by split",
+        part["by_split"],
+        title="Episodes by split" + of,
         x_title="split",
         colours=charts.SPLIT_COLOURS,
         order=list(charts.SPLIT_COLOURS),
@@ -60,8 +68,8 @@ left.plotly_chart(
 )
 right.plotly_chart(
     charts.count_bars(
-        counts["by_n_subtasks"],
-        title="Episodes by number of subtasks",
+        part["by_n_subtasks"],
+        title="Episodes by number of subtasks" + of,
         x_title="subtasks",
         colours=charts.SEQUENCE,
     ),
@@ -69,8 +77,8 @@ right.plotly_chart(
 )
 st.plotly_chart(
     charts.count_bars(
-        counts["by_task_type"],
-        title="Episodes by task type",
+        part["by_task_type"],
+        title="Episodes by task type" + of,
         x_title="task type",
         colours=charts.TASK_TYPE_COLOURS,
         order=list(ALFRED_TASK_TYPES),
@@ -78,9 +86,9 @@ st.plotly_chart(
     ),
     key="by_task_type",
 )
-if counts["task_only_episodes"]:
+if part["task_only_episodes"]:
     st.caption(
-        f"{counts['task_only_episodes']:,} task-only episodes (ALFRED test splits: a goal and "
+        f"{part['task_only_episodes']:,} task-only episodes (ALFRED test splits: a goal and "
         "instructions, no steps) are counted by split and task type but have no subtask count."
     )
 

@@ -1,21 +1,24 @@
-"""Widgets of the Audit page: run pickers, agreement metrics, confusion, worst episodes, failures, comparison.
+"""Widgets of the Audit page: dataset and run pickers, agreement, confusion, failures, comparison.
 
 Every number comes from `rgvlm_core.audit` (cached per store snapshot, so a rerun costs nothing and
-a new commit is seen at once); these functions only lay it out.
+a new commit is seen at once) for ONE dataset at a time; these functions only lay it out, and say
+where a figure is impossible on that dataset. The worst-episodes table lives in `audit_worst`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlencode
 
 import pandas as pd
 import pyarrow as pa
 import streamlit as st
 
-from rgvlm_core import audit, charts_audit
-from rgvlm_core.labeling.store import effective_labels
+from rgvlm_app import home_widgets
+from rgvlm_app.home_widgets import dataset_name, dataset_picker
+from rgvlm_app.text import md_code, md_escape
+from rgvlm_core import audit, charts, charts_audit
+from rgvlm_core.catalog import dataset_sizes
 from rgvlm_core.workspace import StoreReader
 
 # -- session keys of the Audit page, all here with their defaults ----------------------------------
@@ -24,10 +27,11 @@ REFERENCE = "audit.reference"  # the yardstick run
 RUN = "audit.run"  # the run audited against the reference
 THRESHOLD = "audit.threshold"  # "scored high" means a score at least this
 COMPARE_A, COMPARE_B = "audit.compare_a", "audit.compare_b"  # the two runs compared
-TAB = "audit.tab"  # the open tab (only it is computed)
+TAB = "tab"  # the open tab (only it is computed); also its query parameter
+SCOPE = "audit.scope"  # the dataset the run choices above were made for
+RUN_KEYS = (RUNS, REFERENCE, RUN, COMPARE_A, COMPARE_B)  # chosen again when the dataset changes
 DEFAULTS: dict[str, Any] = {THRESHOLD: audit.HIGH_SCORE}
-
-EPISODES_PAGE = "episodes"  # url_path of the Episodes page (it reads episode, run and step)
+DATASET = home_widgets.DATASET  # the dataset shown (and its query parameter): the Overview's picker
 NO_REFERENCE = (
     "No reference run yet: the audit measures a run against the reference labeller (ground truth from the "
     "simulator's progress record or the ALFRED plan; not a vision-language model). Create one from a "
@@ -40,6 +44,23 @@ NO_RUNS = (
 )
 
 
+def no_reference_on(dataset: str) -> str:
+    """Why agreement cannot be measured on a dataset that no noise-free reference run labelled."""
+    return (
+        f"No reference run labelled {md_escape(dataset_name(dataset))}: agreement with the ground truth "
+        "cannot be measured on it. Label it with the reference labeller: "
+        f"{md_code(f'rgvlm label --labeller reference --dataset {dataset}')}."
+    )
+
+
+def no_runs_on(dataset: str) -> str:
+    """What to say when no run labelled a step of the dataset shown."""
+    return (
+        f"No label run has labelled {md_escape(dataset_name(dataset))} yet: start one with "
+        f"{md_code(f'rgvlm label --labeller reference --dataset {dataset}')}, or pick another dataset."
+    )
+
+
 def init_state() -> None:
     for key, value in DEFAULTS.items():
         st.session_state.setdefault(key, value)
@@ -47,29 +68,72 @@ def init_state() -> None:
 
 # -- cached access to rgvlm_core.audit -------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=256)
-def _audit(name: str, root: str, snapshot: int, args: tuple[Any, ...], _reader: StoreReader) -> Any:
-    return getattr(audit, name)(_reader, *args)
+def _audit(
+    name: str,
+    root: str,
+    snapshot: int,
+    args: tuple[Any, ...],
+    kwargs: tuple[tuple[str, Any], ...],
+    _reader: StoreReader,
+) -> Any:
+    return getattr(audit, name)(_reader, *args, **dict(kwargs))
 
 
-def computed(reader: StoreReader, name: str, *args: Any) -> Any:
-    """`audit.<name>(reader, *args)`, cached per workspace snapshot."""
-    return _audit(name, str(reader.workspace.root), reader.workspace.snapshot().version, args, reader)
+def computed(reader: StoreReader, name: str, *args: Any, **kwargs: Any) -> Any:
+    """`audit.<name>(reader, *args, **kwargs)`, cached per workspace snapshot."""
+    key = tuple(sorted(kwargs.items()))
+    return _audit(name, str(reader.workspace.root), reader.workspace.snapshot().version, args, key, reader)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _pairs(root: str, snapshot: int, run_a: str, run_b: str, _reader: StoreReader) -> pd.DataFrame:
-    def scored(run: str, column: str) -> pd.DataFrame:
-        table = effective_labels(_reader, run).select(["episode_id", "t", "score", "status"]).to_pandas()
-        table = table[(table["status"] != "failed") & table["score"].notna()]
-        return table[["episode_id", "t", "score"]].rename(columns={"score": column})
-
-    pairs = scored(run_a, "a").merge(scored(run_b, "b"), on=["episode_id", "t"])
-    return pairs[["a", "b"]].astype("int8")  # what the scatter needs; small to keep in the cache
+def _pairs(
+    root: str, snapshot: int, run_a: str, run_b: str, dataset: str | None, _reader: StoreReader
+) -> pd.DataFrame:
+    return audit.step_pairs(_reader, run_a, run_b, dataset=dataset).to_pandas()  # int8: small in the cache
 
 
-def step_pairs(reader: StoreReader, run_a: str, run_b: str) -> pd.DataFrame:
-    """The effective scores (columns a, b) of every step both runs scored, one row per step."""
-    return _pairs(str(reader.workspace.root), reader.workspace.snapshot().version, run_a, run_b, reader)
+def step_pairs(reader: StoreReader, run_a: str, run_b: str, dataset: str | None) -> pd.DataFrame:
+    """The effective scores (columns a, b) of every step of `dataset` both runs scored, one row per step."""
+    return _pairs(
+        str(reader.workspace.root), reader.workspace.snapshot().version, run_a, run_b, dataset, reader
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _sizes(root: str, snapshot: int, _reader: StoreReader) -> dict[str, int]:
+    return dataset_sizes(_reader)
+
+
+# -- the dataset -------------------------------------------------------------------------------------
+def dataset_scope(reader: StoreReader, coverage: Mapping[str, Mapping[str, int]]) -> str | None:
+    """The dataset every figure of the page counts (a choice kept in the URL); None without episodes.
+
+    Defaults to the dataset with the most labelled steps. When it changes, the runs are chosen again:
+    the reference and the run audited default to ones that labelled the new dataset.
+    """
+    sizes = _sizes(str(reader.workspace.root), reader.workspace.snapshot().version, reader)
+    labelled = {d: sum(c.get(d, 0) for c in coverage.values()) for d in sizes}
+    default = max(sizes, key=lambda d: (labelled[d], sizes[d])) if sizes else ""
+    dataset = dataset_picker(sizes, default)
+    if st.session_state.get(SCOPE) != dataset:
+        for key in RUN_KEYS:
+            st.session_state.pop(key, None)
+        st.session_state[SCOPE] = dataset
+    return dataset
+
+
+def runs_on(dataset: str, run_ids: list[str], coverage: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """The runs that labelled some step of `dataset` (oldest first); a caption names the others."""
+    here = [r for r in run_ids if coverage.get(r, {}).get(dataset)]
+    missing = [r for r in run_ids if r not in here]
+    if missing:
+        elsewhere = sorted({d for r in missing for d in coverage.get(r, {})})
+        where = " and ".join(md_escape(dataset_name(d)) for d in elsewhere) or "nothing yet"
+        st.caption(
+            f"Not shown: {', '.join(md_code(r) for r in missing)} labelled no "
+            f"{md_escape(dataset_name(dataset))} step (only {where})."
+        )
+    return here
 
 
 # -- pickers -----------------------------------------------------------------------------------------
@@ -107,8 +171,8 @@ TABS = ("Agreement", "Scored high vs completed", "Worst episodes", "Failures", "
 
 
 def lazy_tabs() -> Sequence[Any]:
-    """The page's tabs; each has `.open`, and only the open one should compute."""
-    return st.tabs(list(TABS), key=TAB, on_change="rerun")
+    """The page's tabs, the open one kept in the URL; each has `.open`, and only the open one computes."""
+    return st.tabs(list(TABS), key=TAB, on_change="rerun", bind="query-params")
 
 
 # -- sections ----------------------------------------------------------------------------------------
@@ -146,18 +210,19 @@ def metrics_row(values: dict[str, Any], spec: tuple[tuple[str, str, str], ...]) 
 
 
 def distributions(
-    reader: StoreReader, runs: list[str], colours: dict[str, str], title: str, key: str
+    reader: StoreReader, runs: list[str], colours: dict[str, str], title: str, key: str, dataset: str
 ) -> None:
-    table: pa.Table = computed(reader, "score_distribution", runs)
+    table: pa.Table = computed(reader, "score_distribution", runs, dataset=dataset)
     if not table.num_rows:
-        st.info("None of these runs has a scored step yet.")
+        st.info("None of these runs has a scored step of this dataset yet.")
         return
+    title = f"{title} · {charts.plotly_escape(dataset_name(dataset))}"
     figure = charts_audit.score_distribution(table.to_pylist(), colours, order=runs, title=title)
     st.plotly_chart(figure, key=key)
 
 
-def agreement_section(reader: StoreReader, run: str, reference: str) -> None:
-    metrics_row(computed(reader, "agreement", run, reference), AGREEMENT_METRICS)
+def agreement_section(reader: StoreReader, run: str, reference: str, dataset: str) -> None:
+    metrics_row(computed(reader, "agreement", run, reference, dataset=dataset), AGREEMENT_METRICS)
     left, right = st.columns(2)
     for col, by, label in (
         (left, "task_type", "By task type"),
@@ -165,7 +230,7 @@ def agreement_section(reader: StoreReader, run: str, reference: str) -> None:
     ):
         col.caption(label)
         col.dataframe(
-            computed(reader, "agreement_by", run, reference, by),
+            computed(reader, "agreement_by", run, reference, by, dataset=dataset),
             hide_index=True,
             key=f"audit.agreement_by.{by}",
             column_config={
@@ -183,17 +248,17 @@ CONFUSION_COLUMNS = {
 }
 
 
-def confusion_section(reader: StoreReader, run: str) -> int:
+def confusion_section(reader: StoreReader, run: str, dataset: str) -> int:
     """The threshold slider, the overall matrix, and the counts per task type and number of subtasks."""
     threshold = int(st.slider("“Scored high” means a score of at least", 0, 10, key=THRESHOLD))
-    overall: pa.Table = computed(reader, "confusion", run, threshold)
+    overall: pa.Table = computed(reader, "confusion", run, threshold, dataset=dataset)
     st.plotly_chart(charts_audit.confusion_matrix(overall.to_pylist(), threshold), key="audit.confusion")
     left, right = st.columns(2)
     for col, by, label in (
         (left, "task_type", "By task type"),
         (right, "n_subtasks", "By number of subtasks"),
     ):
-        table: pa.Table = computed(reader, "confusion", run, threshold, by)
+        table: pa.Table = computed(reader, "confusion", run, threshold, by, dataset=dataset)
         rows: dict[Any, dict[str, Any]] = {}
         for row in table.to_pylist():
             line = rows.setdefault(
@@ -205,34 +270,10 @@ def confusion_section(reader: StoreReader, run: str) -> int:
     return threshold
 
 
-def episode_link(episode_id: str, run: str, step: int) -> str:
-    """The Episodes page at this episode, run and step (relative to the app's address)."""
-    return f"{EPISODES_PAGE}?{urlencode({'episode': episode_id, 'run': run, 'step': step})}"
-
-
-def disagreement_section(reader: StoreReader, run: str, reference: str) -> None:
-    table: pa.Table = computed(reader, "disagreement_ranking", run, reference)
+def failures_section(reader: StoreReader, run: str, dataset: str) -> None:
+    table: pa.Table = computed(reader, "failures", run, dataset=dataset)
     if not table.num_rows:
-        st.info("The two runs share no scored step.")
-        return
-    rows = [{"open": episode_link(r["episode_id"], run, r["worst_step"]), **r} for r in table.to_pylist()]
-    st.dataframe(
-        rows,
-        hide_index=True,
-        key="audit.disagreement",
-        column_config={
-            "open": st.column_config.LinkColumn("Episode", display_text="Open in Episodes"),
-            "mae": st.column_config.NumberColumn("mean |diff|", format="%.2f"),
-            "max_abs_diff": st.column_config.NumberColumn("max |diff|"),
-            "worst_step": st.column_config.NumberColumn("step of max |diff|"),
-        },
-    )
-
-
-def failures_section(reader: StoreReader, run: str) -> None:
-    table: pa.Table = computed(reader, "failures", run)
-    if not table.num_rows:
-        st.caption(f"{run} has no failed segment.")
+        st.caption(f"{md_code(run)} has no failed segment on {md_escape(dataset_name(dataset))}.")
         return
     st.caption(f"{table.num_rows:,} failed segments shown (at most 200); reasons as recorded:")
     st.dataframe(
@@ -243,12 +284,14 @@ def failures_section(reader: StoreReader, run: str) -> None:
     )
 
 
-def comparison_section(reader: StoreReader, run_a: str, run_b: str, colours: dict[str, str]) -> None:
-    metrics_row(computed(reader, "compare_runs", run_a, run_b), COMPARE_METRICS)
+def comparison_section(
+    reader: StoreReader, run_a: str, run_b: str, colours: dict[str, str], dataset: str
+) -> None:
+    metrics_row(computed(reader, "compare_runs", run_a, run_b, dataset=dataset), COMPARE_METRICS)
     left, right = st.columns(2)
     with left:
-        distributions(reader, [run_a, run_b], colours, "Both distributions", "audit.compare_dist")
-    pairs = step_pairs(reader, run_a, run_b)
+        distributions(reader, [run_a, run_b], colours, "Both distributions", "audit.compare_dist", dataset)
+    pairs = step_pairs(reader, run_a, run_b, dataset)
     right.plotly_chart(
         charts_audit.score_scatter(
             pairs["a"].to_numpy(), pairs["b"].to_numpy(), name_a=f"A: {run_a}", name_b=f"B: {run_b}"

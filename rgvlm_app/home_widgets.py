@@ -1,20 +1,102 @@
-"""The Overview page's "at a glance" cards: data, labels, training and jobs, each with its links."""
+"""The Overview page's "at a glance" cards (data, labels, training, jobs) and the dataset picker.
+
+Simulator and ALFRED episodes are never summed silently: where a workspace holds both, a page shows one
+at a time through `dataset_picker`, which keeps the choice in the URL (`?dataset=alfred`).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from rgvlm_app.jobs_panel import jobs_panel
-from rgvlm_app.text import md_escape
+from rgvlm_app.text import md_code, md_escape
 from rgvlm_core.jobs import list_jobs
 from rgvlm_core.workspace import StoreReader, Workspace
 
 DATASET_NAMES = {"alfred": "ALFRED", "sim": "household simulator"}
+DATASET = "dataset"  # session key of the dataset picker, and its query parameter
+_LINKED = "dataset.linked"  # the dataset the URL named when last read or written
+
+
+def dataset_name(dataset: str) -> str:
+    """How a dataset is called on the pages (data: escape it for the medium)."""
+    return DATASET_NAMES.get(dataset, dataset)
+
+
+def dataset_picker(sizes: Mapping[str, int], default: str) -> str | None:
+    """The dataset a page shows: a choice kept in the URL (`?dataset=alfred`) where there are two or more.
+
+    `sizes` maps each dataset to its episodes. With one dataset there is nothing to choose; a caption
+    names it, so the page always says which data it shows. None when the workspace holds no episode.
+    """
+    if not sizes:
+        return None
+    if len(sizes) == 1:
+        only = next(iter(sizes))
+        st.caption(f"Dataset: {md_escape(dataset_name(only))} (the only one in this workspace)")
+        return only
+    _follow_link(sizes, default)
+    choice = str(
+        st.segmented_control(
+            "Dataset",
+            list(sizes),
+            key=DATASET,
+            required=True,
+            format_func=lambda d: f"{md_escape(dataset_name(d))} · {sizes[d]:,} episodes",
+            help="Simulator and ALFRED episodes are shown apart, never summed.",
+        )
+    )
+    st.query_params[DATASET] = st.session_state[_LINKED] = choice
+    return choice
+
+
+def _follow_link(sizes: Mapping[str, int], default: str) -> None:
+    """Seed the picker: a dataset newly named in the URL wins, else the session's choice, else `default`.
+
+    Only a URL value that differs from the one last read or written counts as new: the address bar
+    still shows the previous choice on the run that a click starts, and must not undo the click. The
+    value is always written before the widget is drawn: the picker of another page (same key, another
+    widget) hands its choice over that way.
+    """
+    wanted = st.session_state.get(DATASET)
+    linked = st.query_params.get(DATASET)
+    if linked != st.session_state.get(_LINKED):
+        st.session_state[_LINKED] = linked
+        if linked in sizes:
+            wanted = linked
+    if wanted not in sizes:
+        wanted = default if default in sizes else next(iter(sizes))
+    st.session_state[DATASET] = wanted
+
+
+def partial_runs_note(
+    coverage: Mapping[str, Mapping[str, int]], run_ids: list[str], datasets: list[str]
+) -> str:
+    """Markdown naming the runs that did not label every dataset ("" when each one did, or one dataset)."""
+    if len(datasets) < 2:
+        return ""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for run in run_ids:
+        labelled = tuple(d for d in datasets if coverage.get(run, {}).get(d))
+        if len(labelled) < len(datasets):
+            groups.setdefault(labelled, []).append(run)
+    lines = []
+    for labelled, runs in groups.items():
+        what = (
+            "labelled only " + " and ".join(md_escape(dataset_name(d)) for d in labelled)
+            if labelled
+            else "labelled no step yet"
+        )
+        lines.append(f"{', '.join(md_code(r) for r in runs)} {what}.")
+    return " ".join(lines)
+
+
 LABELLER_NAMES = {
     "reference": "reference labeller (ground truth, not an LVLM)",
     "lvlm": "LVLM",
@@ -28,7 +110,7 @@ def glance(reader: StoreReader, counts: dict[str, Any], workspace: Path) -> None
     with data.container(border=True):
         _data_card(counts)
     with labels.container(border=True):
-        _labels_card(reader)
+        _labels_card(reader, list(counts["by_dataset"]))
     with training.container(border=True):
         _training_card(reader)
     with jobs.container(border=True):
@@ -42,11 +124,12 @@ def _data_card(counts: dict[str, Any]) -> None:
     st.markdown("**Data**")
     st.markdown(f"{counts['episodes']:,} episodes · {counts['steps']:,} steps")
     for dataset, n in counts["by_dataset"].items():
-        st.caption(f"{DATASET_NAMES.get(dataset, dataset)}: {n:,} episodes")
+        st.caption(f"{md_escape(dataset_name(dataset))}: {n:,} episodes")
     st.page_link("pages/episodes.py", label="Browse episodes", icon=":material/movie:")
 
 
-def _labels_card(reader: StoreReader) -> None:
+def _labels_card(reader: StoreReader, datasets: list[str]) -> None:
+    from rgvlm_core.audit import run_datasets
     from rgvlm_core.labeling.store import label_runs
 
     st.markdown("**Labels**")
@@ -54,15 +137,18 @@ def _labels_card(reader: StoreReader) -> None:
     st.markdown(f"{len(runs)} label runs")
     if runs:
         newest = runs[-1]
-        who = LABELLER_NAMES.get(newest["labeller"], newest["labeller"])
-        model = f", model `{md_escape(newest['model'])}`" if newest.get("model") else ""
+        who = md_escape(LABELLER_NAMES.get(newest["labeller"], newest["labeller"]))
+        model = f", model {md_code(newest['model'])}" if newest.get("model") else ""
         st.caption(
-            f"Newest: `{md_escape(newest['run_id'])}` · {who}{model} · "
+            f"Newest: {md_code(newest['run_id'])} · {who}{model} · "
             f"{newest['ok_steps']:,} steps scored, {newest['failed_steps']:,} failed"
         )
+        note = partial_runs_note(run_datasets(reader), [r["run_id"] for r in runs], datasets)
+        if note:
+            st.caption(note)
     model = os.environ.get("RGVLM_MODEL")
     if model:
-        st.caption(f"LVLM configured: `{md_escape(model)}` (RGVLM_MODEL)")
+        st.caption(f"LVLM configured: {md_code(model)} (RGVLM_MODEL)")
     else:
         st.caption(
             "No LVLM configured (set RGVLM_MODEL and RGVLM_BASE_URL): relabelling from the dashboard "
@@ -86,8 +172,8 @@ def _training_card(reader: StoreReader) -> None:
     if newest:
         exp = newest[0]
         planned = len(json.loads(exp["methods"])) * len(json.loads(exp["seeds"]))
-        name = md_escape(exp["experiment_id"])
-        st.caption(f"Newest experiment `{name}`: {exp['finished']} of {planned} runs finished")
+        name = md_code(exp["experiment_id"])
+        st.caption(f"Newest experiment {name}: {exp['finished']} of {planned} runs finished")
         st.page_link(
             "pages/compare.py",
             label="Compare its methods",
@@ -105,7 +191,7 @@ def _jobs_card(workspace: Path) -> list[str]:
     st.markdown(f"{len(running)} running")
     if jobs and not running:
         last = jobs[0]
-        st.caption(f"Last: `{md_escape(last.command)}` · {last.status}")
+        st.caption(f"Last: {md_code(last.command)} · {md_escape(last.status)}")
     if not jobs:
         st.caption("None yet: relabelling and training run as jobs you can follow here.")
     return running

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from rgvlm_app import audit_widgets as aw
+from rgvlm_app import audit_worst as worst
 from rgvlm_core import audit
 from rgvlm_core.catalog import EpisodeFilter
 from rgvlm_core.charts_audit import REFERENCE_COLOUR, run_colours
@@ -22,6 +23,7 @@ from rgvlm_core.labeling.types import Segment, SegmentLabel
 from rgvlm_core.sample import label_sample
 from rgvlm_core.workspace import Workspace
 from tests.app_support import open_page
+from tests.test_audit import mixed_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,6 +42,12 @@ def labelled_ws(sample_ws: Workspace) -> tuple[Workspace, str, str]:
     """The sample with its reference run and its noisy run (noise 0.2)."""
     reference, noisy = label_sample(sample_ws)
     return sample_ws, reference, noisy
+
+
+@pytest.fixture()
+def mixed(sample_ws: Workspace, tmp_path: Path) -> tuple[Workspace, str, str, str]:
+    """Simulator episodes labelled by both reference runs; ALFRED episodes by one noisy run only."""
+    return mixed_workspace(sample_ws, tmp_path / "alfred")
 
 
 def _chart(at: AppTest, trace_type: str) -> dict:
@@ -114,27 +122,104 @@ def test_the_confusion_counts_are_those_audit_computes(
         assert sum(shown_counts.values()) == sum(expected.values())
 
 
-def test_the_disagreement_ranking_links_each_episode_to_the_episodes_page(
+def _worst_tab(monkeypatch: pytest.MonkeyPatch, ws: Workspace, **query: str) -> AppTest:
+    at = open_page(monkeypatch, ws.root, "audit", **query)
+    at.session_state[aw.TAB] = "Worst episodes"
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_the_worst_episodes_table_puts_the_ranking_first_and_names_each_episode(
     labelled_ws: tuple[Workspace, str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws, reference, noisy = labelled_ws
-    at = _audit_page(monkeypatch, ws, tab="Worst episodes")
+    at = _worst_tab(monkeypatch, ws)
     reader = ws.reader()
     expected = audit.disagreement_ranking(reader, noisy, reference).to_pylist()
     reader.close()
     [frame] = at.dataframe
-    table = frame.value
-    assert list(table["episode_id"]) == [r["episode_id"] for r in expected]
-    for link, row in zip(table["open"], expected, strict=True):
-        url = urlsplit(link)
-        assert url.path == "episodes"  # the Episodes page's url_path, relative to the app
-        assert parse_qs(url.query) == {
-            "episode": [row["episode_id"]],
-            "run": [noisy],
-            "step": [str(row["worst_step"])],
-        }
+    order = list(frame.proto.column_order)
+    assert order[:2] == [worst.RANK, worst.MEAN]  # the ranking, left and pinned: never off-screen
+    assert {worst.GOAL, worst.TASK_TYPE, worst.SUBTASKS, worst.STEP, worst.MAX} <= set(order)
     config = json.loads(frame.proto.columns)
-    assert config["open"]["type_config"]["type"] == "link"
+    assert all(config[c].get("pinned") for c in order[:2])
+    table = frame.value
+    assert list(table[worst.RANK]) == list(range(1, len(expected) + 1))
+    assert list(table[worst.MEAN]) == pytest.approx([r["mae"] for r in expected])
+    assert list(table[worst.GOAL]) == [r["goal"] for r in expected]
+    assert list(table[worst.STEP]) == [r["worst_step"] for r in expected]
+    assert list(table[worst.SUBTASKS]) == [r["n_subtasks"] for r in expected]
+
+
+def test_one_click_on_a_worst_episode_opens_it_in_place_beside_the_reference_at_its_worst_step(
+    labelled_ws: tuple[Workspace, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws, reference, noisy = labelled_ws
+    at = _worst_tab(monkeypatch, ws)
+    reader = ws.reader()
+    row = audit.disagreement_ranking(reader, noisy, reference).to_pylist()[2]
+    reader.close()
+    at.session_state[worst.TABLE] = {"selection": {"rows": [], "columns": [], "cells": [[2, worst.GOAL]]}}
+    at.run()  # one click on a cell of the third row
+    assert not at.exception, at.exception
+    assert dict(at.query_params) == {
+        "episode": row["episode_id"],
+        "step": str(row["worst_step"]),
+        "run": noisy,
+        "vs": reference,
+    }
+    assert not [t for t in at.title if t.value == "Audit"]  # the Episodes page now, in the same session
+    assert any(f"Step {row['worst_step']} ·" in m.value for m in at.markdown)
+
+
+def test_the_page_scopes_every_figure_to_the_dataset_in_the_url_and_names_what_is_missing(
+    mixed: tuple[Workspace, str, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws, reference, noisy, both = mixed
+    at = open_page(monkeypatch, ws.root, "audit", dataset="alfred")
+    assert at.segmented_control(key=aw.DATASET).value == "alfred"
+    legend = {t["name"] for t in _chart(at, "bar")["data"]}
+    assert legend == {html.escape(both, quote=False)}  # the only run that labelled ALFRED
+    notes = " ".join(c.value for c in at.caption)
+    assert reference in notes and noisy in notes and "ALFRED" in notes  # runs that labelled none of it
+    warning = " ".join(w.value for w in at.warning)
+    assert "ALFRED" in warning and "rgvlm label --labeller reference --dataset alfred" in warning
+    assert at.selectbox(key=aw.RUN).value == both
+    assert not at.metric  # agreement needs a reference on ALFRED: none, and nothing made up
+
+    at.session_state[aw.TAB] = "Scored high vs completed"
+    at.run()
+    reader = ws.reader()
+    expected = sum(r["n"] for r in audit.confusion(reader, both, dataset="alfred").to_pylist())
+    reader.close()
+    assert sum(sum(row) for row in _chart(at, "heatmap")["data"][0]["z"]) == expected
+
+
+def test_without_a_dataset_in_the_url_the_page_shows_the_most_labelled_one(
+    mixed: tuple[Workspace, str, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws, reference, _, both = mixed
+    at = open_page(monkeypatch, ws.root, "audit")
+    control = at.segmented_control(key=aw.DATASET)
+    assert control.value == "sim" and len(control.options) == 2
+    assert at.selectbox(key=aw.REFERENCE).value == reference
+    reader = ws.reader()
+    expected = audit.agreement(reader, both, reference, dataset="sim")
+    reader.close()
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Steps scored by both"] == f"{expected['n']:,}"
+    control.set_value("alfred").run()
+    assert at.selectbox(key=aw.REFERENCE).value == ""  # the sim reference never labelled ALFRED
+    assert not at.metric
+
+
+def test_a_workspace_of_one_dataset_names_it_without_a_choice(
+    labelled_ws: tuple[Workspace, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = _audit_page(monkeypatch, labelled_ws[0])
+    assert not at.segmented_control
+    assert any("household simulator" in c.value for c in at.caption)
 
 
 def test_a_workspace_without_runs_explains_how_to_create_the_reference(

@@ -117,3 +117,48 @@ def test_home_page_shows_labels_training_and_running_jobs_at_a_glance(
         assert links["Compare its methods"].query_string == "experiment=glance"
     finally:
         cancel_job(sample_ws, job.job_id)
+
+
+def _chart_counts(chart) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    trace = json.loads(chart.proto.spec)["data"][0]
+    keys, values = (trace["y"], trace["x"]) if trace.get("orientation") == "h" else (trace["x"], trace["y"])
+    return dict(zip(keys, values, strict=True))
+
+
+def test_the_overview_charts_one_dataset_at_a_time_and_says_which(
+    sample_ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rgvlm_core.catalog import dataset_counts
+    from tests.test_audit import mixed_workspace
+
+    ws = mixed_workspace(sample_ws, tmp_path / "alfred")[0]
+    reader = ws.reader()
+    expected = {d: dataset_counts(reader, d) for d in ("alfred", "sim")}
+    reader.close()
+    for query, dataset, name in ((None, "sim", "household simulator"), ("alfred", "alfred", "ALFRED")):
+        monkeypatch.setenv("RGVLM_WORKSPACE", str(ws.root))
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+        if query:
+            at.query_params["dataset"] = query
+        at.run()
+        assert not at.exception, at.exception
+        assert at.segmented_control(key="dataset").value == dataset  # the largest one unless the URL says
+        charts = at.get("plotly_chart")
+        assert len(charts) == 3
+        for chart, key in zip(charts, ("by_split", "by_n_subtasks", "by_task_type"), strict=True):
+            assert _chart_counts(chart) == expected[dataset][key]
+            assert name in json.loads(chart.proto.spec)["layout"]["title"]["text"]
+        n = expected[dataset]["episodes"]
+        assert any(f"{name}: {n:,} of 201 episodes" in c.value for c in at.caption)
+
+
+def test_the_overview_names_runs_that_labelled_only_some_datasets(
+    sample_ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_audit import mixed_workspace
+
+    ws, reference, noisy, both = mixed_workspace(sample_ws, tmp_path / "alfred")
+    at = _home(monkeypatch, ws.root)
+    [note] = [c.value for c in at.caption if "labelled only" in c.value]
+    assert "labelled only household simulator" in note
+    assert reference in note and noisy in note and both not in note  # the third run labelled both
