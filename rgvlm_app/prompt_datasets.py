@@ -116,9 +116,9 @@ def scope_summary(scopes: list[DatasetScope], lvlm: bool) -> None:
     frameless = [s for s in scopes if s.without_frames]
     if lvlm and frameless:
         n = sum(s.without_frames for s in frameless)
-        names = ", ".join(dataset_label(s.dataset) for s in frameless)
+        names = ", ".join(s.dataset for s in frameless)
         st.warning(
-            f"{n:,} of these episodes ({names}) have no frames (imported without raw_images): the LVLM "
+            f"{n:,} of these episodes have no frames ({names}, imported without raw_images): the LVLM "
             "cannot see them, so their subtasks would be recorded as failed. Pick only datasets with "
             "frames, or use the reference labeller for them."
         )

@@ -105,7 +105,8 @@ def no_frames_warning(reader: StoreReader, episode_id: str) -> None:
     if episode.get("has_frames"):
         why = "its steps name no frame files"
     else:
-        why = f"its {episode['dataset']} trajectory was imported without raw_images"
+        dataset = pd_.DATASET_NAMES.get(episode["dataset"], episode["dataset"])
+        why = f"its {dataset} trajectory was imported without raw_images"
     folder = md_escape(str(episode.get("source_dir") or "unknown"))
     st.warning(
         f"No frames: {md_escape(why)} (folder: {folder}). The messages below are "

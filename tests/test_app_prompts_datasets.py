@@ -98,7 +98,7 @@ def test_an_lvlm_relabel_over_imageless_episodes_is_warned_before_it_starts(
     at = open_page(monkeypatch, mixed_ws.root, "prompts")
     at.radio(key=pw.setting_key("relabel", "labeller")).set_value("lvlm").run()
     [warning] = [w.value for w in at.warning if "have no frames" in w.value]
-    assert warning.startswith("6 of these episodes (alfred (ALFRED)) have no frames")
+    assert warning.startswith("6 of these episodes have no frames (alfred, imported without raw_images)")
     at.multiselect(key=RELABEL_DATASETS).select("sim").run()
     assert not [w for w in at.warning if "have no frames" in w.value]
 
