@@ -51,6 +51,9 @@ def test_previewing_an_imageless_alfred_episode_warns_that_the_model_gets_no_fra
     assert "raw\\_images" in warning  # why (Markdown-escaped: warnings render Markdown)
     assert "0 frames" in warning and "failed" in warning  # what the model, and a label run, would get
     assert not at.error
+    at.button(key="prompts.test_reference").click().run()  # the reference labeller needs no frames
+    assert not at.exception and not at.error, (at.exception, at.error)
+    assert len(next(df.value for df in at.dataframe if "score" in df.value.columns)) > 0
 
 
 def test_previewing_a_simulator_episode_shows_its_frames_without_a_warning(
