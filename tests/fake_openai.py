@@ -25,14 +25,20 @@ base64 `data:image/...` URI that decodes. With `api_key` set, a missing or wrong
 
 Answers come from `responder(body) -> str`. The default (`default_responder`):
 - a scoring request (it has `response_format`, or it has no image and its last user text holds the
-  JSON key `"scores"`) gets `{"scores": [...]}` with one score per step. The steps are, in order of
-  preference: the `enum` of the schema's `step` (or `t`) item property; the step numbers of the lines
-  starting with one (`3. `, `3) `, `3: `, `[3] `, `Step 3:`, `t=3:`) in the latest user message that
-  has such lines, when their count agrees with the schema's `minItems` == `maxItems` (if given);
-  `range(minItems)`; else a single step 0. Scores rise to 10 at the last step. When the schema's
-  items are objects, each score is an object with `step`/`t` (the step number), `score` and `reason`
-  as its properties ask; otherwise scores are plain integers.
+  JSON key `"scores"`) gets `{"scores": ...}` with one score per step. The steps are, in order of
+  preference: the keys of the schema's `scores` object when they are step numbers (the keyed form
+  `{"scores": {"3": {...}, ...}}`); the `enum` of the `step` (or `t`) property of the schema's array
+  items; the step numbers of the lines starting with one (`3. `, `3) `, `3: `, `[3] `, `Step 3:`,
+  `t=3:`) in the latest user message that has such lines, when their count agrees with the schema's
+  `minItems` == `maxItems` (if given); `range(minItems)`; else a single step 0. Scores rise to 10 at
+  the last step. A keyed schema gets the keyed form; array items that are objects get objects with
+  `step`/`t` (the step number), `score` and `reason` as their properties ask; otherwise scores are
+  plain integers.
 - anything else gets a short analysis text.
+`schema_responder(seed)` is a server that follows the schema to the letter and nothing more: a
+constrained request gets a random instance of its JSON schema (`random_instance`, which refuses the
+keywords it does not understand rather than ignore them), anything else the default answer.
+A responder that raises is answered with HTTP 500 and recorded in `responder_errors`.
 The answer is cut to `max_tokens` words (finish_reason "length"), like a real server.
 """
 
@@ -42,7 +48,10 @@ import asyncio
 import base64
 import binascii
 import collections
+import copy
+import hashlib
 import json
+import random
 import re
 import socket
 import threading
@@ -91,11 +100,25 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return _texts(users[-1]) if users else ""
 
 
+def _response_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema of the request's response_format, or None when it asks for none."""
+    fmt = body.get("response_format") or {}
+    schema = (fmt.get("json_schema") or {}).get("schema")
+    return schema if isinstance(schema, dict) else None
+
+
 def _scores_schema(body: dict[str, Any]) -> dict[str, Any]:
     """The JSON schema of `scores` in the request's response_format, or {}."""
-    fmt = body.get("response_format") or {}
-    schema = (fmt.get("json_schema") or {}).get("schema") or {}
+    schema = _response_schema(body) or {}
     return (schema.get("properties") or {}).get("scores") or {}
+
+
+def _keyed_steps(scores: dict[str, Any]) -> list[int] | None:
+    """The steps of a keyed `scores` schema (`{"3": {...}, "4": {...}}`), or None for another form."""
+    props = scores.get("properties") if scores.get("type") == "object" else None
+    if not props or not all(isinstance(k, str) and k.isdigit() for k in props):
+        return None
+    return [int(k) for k in props]
 
 
 def _numbered_steps(body: dict[str, Any]) -> list[int]:
@@ -128,6 +151,9 @@ def wants_scores(body: dict[str, Any]) -> bool:
 def step_numbers(body: dict[str, Any]) -> list[int]:
     """The steps a scoring request covers (see the module docstring for the rule)."""
     scores = _scores_schema(body)
+    keyed = _keyed_steps(scores)
+    if keyed:
+        return keyed
     n = scores.get("minItems") if scores.get("minItems") == scores.get("maxItems") else None
     props = (scores.get("items") or {}).get("properties") or {}
     for key in ("step", "t"):
@@ -146,13 +172,19 @@ def progress_scores(n: int) -> list[int]:
 
 
 def scores_json(body: dict[str, Any], scores: list[int]) -> str:
-    """`{"scores": [...]}` shaped like the request's schema asks (ints, or objects t/score/reason)."""
+    """`{"scores": ...}` shaped like the request's schema asks: keyed by step, or a list of ints or
+    of objects step/score/reason. Extra scores go to steps after the last; missing ones are left out."""
+    steps = step_numbers(body)
+    steps += list(range(max(steps) + 1, max(steps) + 1 + len(scores) - len(steps)))  # extra entries
+    if _keyed_steps(_scores_schema(body)) is not None:
+        keyed = {
+            str(t): {"score": score, "reason": "fake reason"} for t, score in zip(steps, scores, strict=False)
+        }
+        return json.dumps({"scores": keyed})
     items = _scores_schema(body).get("items") or {}
     props = items.get("properties") or {}
     if items.get("type") != "object" and not props:
         return json.dumps({"scores": scores})
-    steps = step_numbers(body)
-    steps += list(range(max(steps) + 1, max(steps) + 1 + len(scores) - len(steps)))  # extra entries
     objects = []
     for t, score in zip(steps, scores, strict=False):
         obj: dict[str, Any] = {k: t for k in ("step", "t") if k in props}
@@ -206,6 +238,171 @@ def sequence_responder(*answers: str | Responder) -> Responder:
     def respond(body: dict[str, Any]) -> str:
         answer = queue.popleft() if len(queue) > 1 else queue[0]
         return answer(body) if callable(answer) else answer
+
+    return respond
+
+
+# --- random instances of a JSON schema -----------------------------------------------------------
+
+
+class SchemaNotUnderstood(ValueError):
+    """A schema keyword, type or value the generator does not model: refused, never ignored."""
+
+
+_ANNOTATIONS = frozenset({"title", "description", "$comment", "examples", "default"})
+_TYPE_KEYWORDS = {
+    "object": frozenset({"properties", "required", "additionalProperties"}),
+    "array": frozenset({"items", "prefixItems", "minItems", "maxItems"}),
+    "integer": frozenset({"minimum", "maximum"}),
+    "string": frozenset(),
+}
+_WORDS = (
+    "the",
+    "agent",
+    "opens",
+    "fridge",
+    "apple",
+    "détour",
+    'a "quoted" word',
+    "back\\slash",
+    "line\nbreak",
+)
+_SPAN = 1000  # an unbounded integer is drawn within this distance of its one bound (or of 0)
+
+
+def random_instance(schema: Any, rng: random.Random, path: str = "$") -> Any:
+    """A random JSON value that `schema` admits, drawn from every shape it allows.
+
+    The subset modelled: `type` object (properties, required, additionalProperties true/false),
+    array (items, prefixItems, minItems, maxItems), integer (minimum, maximum) and string; `enum`
+    and `const` on any of them; annotations. Anything else raises SchemaNotUnderstood, so a schema
+    this cannot follow is never answered as if it were looser than it is.
+    """
+    if schema is True or schema == {}:
+        return _any_value(rng)
+    if not isinstance(schema, dict):
+        raise SchemaNotUnderstood(f"{path}: a schema must be an object or true, got {schema!r}")
+    kind = schema.get("type")
+    if kind is None and not ("enum" in schema or "const" in schema):
+        raise SchemaNotUnderstood(f"{path}: a schema without enum or const needs a type")
+    if kind is not None and (not isinstance(kind, str) or kind not in _TYPE_KEYWORDS):
+        raise SchemaNotUnderstood(f"{path}: type {kind!r} is not modelled")
+    allowed = _ANNOTATIONS | {"type", "enum", "const"} | _TYPE_KEYWORDS.get(kind, frozenset())
+    unknown = sorted(set(schema) - allowed)
+    if unknown:
+        raise SchemaNotUnderstood(f"{path}: keywords {unknown} are not modelled for type {kind!r}")
+    if "enum" in schema or "const" in schema:
+        return copy.deepcopy(rng.choice(_listed_values(schema, path)))
+    draw = {"object": _random_object, "array": _random_array, "integer": _random_integer}
+    return draw.get(kind, _random_string)(schema, rng, path)
+
+
+def _listed_values(schema: dict[str, Any], path: str) -> list[Any]:
+    """The values of `const` / `enum` that also fit the schema's type and bounds."""
+    values = [schema["const"]] if "const" in schema else schema["enum"]
+    if not isinstance(values, list) or not values:
+        raise SchemaNotUnderstood(f"{path}: enum must be a non-empty list")
+    rest = {k: v for k, v in schema.items() if k not in ("enum", "const")}
+    if "enum" in schema and "const" in schema:
+        values = [v for v in values if v in schema["enum"]]
+    if rest.get("type") in ("object", "array") and set(rest) - _ANNOTATIONS - {"type"}:
+        raise SchemaNotUnderstood(f"{path}: enum or const next to {rest['type']} keywords is not modelled")
+    fitting = [v for v in values if _fits_scalar(v, rest)]
+    if not fitting:
+        raise SchemaNotUnderstood(f"{path}: no value of enum/const fits the rest of the schema")
+    return fitting
+
+
+def _fits_scalar(value: Any, schema: dict[str, Any]) -> bool:
+    kind = schema.get("type")
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    checks = {
+        None: True,
+        "integer": is_int,
+        "string": isinstance(value, str),
+        "object": isinstance(value, dict),
+        "array": isinstance(value, list),
+    }
+    if not checks[kind]:
+        return False
+    low, high = schema.get("minimum"), schema.get("maximum")
+    return not is_int or ((low is None or value >= low) and (high is None or value <= high))
+
+
+def _random_object(schema: dict[str, Any], rng: random.Random, path: str) -> dict[str, Any]:
+    props = schema.get("properties", {})
+    required = schema.get("required", [])
+    extra = schema.get("additionalProperties", True)
+    if not isinstance(props, dict) or not isinstance(required, list) or not isinstance(extra, bool):
+        raise SchemaNotUnderstood(f"{path}: properties/required/additionalProperties of an unmodelled form")
+    missing = [k for k in required if k not in props]
+    if missing and not extra:
+        raise SchemaNotUnderstood(f"{path}: required {missing} are neither properties nor allowed extras")
+    keys = [k for k in props if k in required or rng.random() < 0.5]
+    if rng.random() < 0.5:  # a server may write the properties in any order (lm-format-enforcer does)
+        rng.shuffle(keys)
+    out = {k: random_instance(props[k], rng, f"{path}.{k}") for k in keys}
+    out.update({k: _any_value(rng) for k in missing})
+    if extra:
+        for i in range(rng.randint(0, 2)):
+            name = f"extra_{i}"
+            if name not in props:
+                out[name] = _any_value(rng)
+    return out
+
+
+def _random_array(schema: dict[str, Any], rng: random.Random, path: str) -> list[Any]:
+    prefix = schema.get("prefixItems", [])
+    items = schema.get("items", True)
+    low = schema.get("minItems", 0)
+    if not isinstance(prefix, list) or not isinstance(low, int) or isinstance(low, bool):
+        raise SchemaNotUnderstood(f"{path}: prefixItems/minItems of an unmodelled form")
+    longest = len(prefix) if items is False else max(low, len(prefix)) + 3
+    high = schema.get("maxItems", longest)
+    if not isinstance(high, int) or isinstance(high, bool):
+        raise SchemaNotUnderstood(f"{path}: maxItems must be an integer")
+    high = min(high, longest)
+    if low > high:
+        raise SchemaNotUnderstood(f"{path}: no length fits minItems {low}, maxItems {high}")
+    length = rng.randint(low, high)
+    return [
+        random_instance(prefix[i] if i < len(prefix) else items, rng, f"{path}[{i}]") for i in range(length)
+    ]
+
+
+def _random_integer(schema: dict[str, Any], rng: random.Random, path: str) -> int:
+    low, high = schema.get("minimum"), schema.get("maximum")
+    for bound in (low, high):
+        if bound is not None and (not isinstance(bound, int) or isinstance(bound, bool)):
+            raise SchemaNotUnderstood(f"{path}: integer bounds must be integers, got {bound!r}")
+    if low is None:
+        low = (high if high is not None else _SPAN // 2) - _SPAN
+    if high is None:
+        high = low + _SPAN
+    if low > high:
+        raise SchemaNotUnderstood(f"{path}: no integer between {low} and {high}")
+    return rng.choice((low, high)) if rng.random() < 0.2 else rng.randint(low, high)  # edges often
+
+
+def _random_string(schema: dict[str, Any], rng: random.Random, path: str) -> str:
+    return " ".join(rng.choice(_WORDS) for _ in range(rng.randint(0, 5)))
+
+
+def _any_value(rng: random.Random) -> Any:
+    return rng.choice((rng.randint(-5, 20), _random_string({}, rng, "$"), None, True))
+
+
+def schema_responder(seed: int = 0) -> Responder:
+    """A server that follows the request's JSON schema to the letter and nothing more: a constrained
+    request gets a random instance of its schema (the same request the same answer, whatever the
+    order of arrival); other requests get `default_responder`'s answer."""
+
+    def respond(body: dict[str, Any]) -> str:
+        schema = _response_schema(body)
+        if schema is None:
+            return default_responder(body)
+        digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        return json.dumps(random_instance(schema, random.Random(f"{seed}/{digest}")))
 
     return respond
 
@@ -311,6 +508,7 @@ class FakeOpenAI:
         self.headers: list[dict[str, str]] = []  # their headers (lower-case names)
         self.image_counts: list[int] = []  # images per chat request
         self.faults: list[str] = []  # the fault applied to each chat request ("" for none)
+        self.responder_errors: list[str] = []  # what the responder raised, one line each
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -329,7 +527,13 @@ class FakeOpenAI:
             self.delay_s, self.responder, self.retry_after, self.api_key = 0.0, default_responder, None, None
             self.hang_s = 5.0
             self.script.clear()
-            for records in (self.requests, self.headers, self.image_counts, self.faults):
+            for records in (
+                self.requests,
+                self.headers,
+                self.image_counts,
+                self.faults,
+                self.responder_errors,
+            ):
                 records.clear()
             self.max_in_flight = self.in_flight
 
@@ -438,7 +642,13 @@ class FakeOpenAI:
             return _completion(body, None)
         if fault not in ("", "timeout"):
             raise ValueError(f"unknown FakeOpenAI fault {fault!r}")
-        return _completion(body, self.responder(body))
+        try:
+            answer = self.responder(body)
+        except Exception as exc:  # a test's responder (or a schema it cannot follow): visible, not fatal
+            with self._lock:
+                self.responder_errors.append(f"{type(exc).__name__}: {exc}")
+            return _error(500, f"fake responder failed: {type(exc).__name__}: {exc}")
+        return _completion(body, answer)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but give up early when the server stops (so a hung request never blocks shutdown)."""

@@ -72,11 +72,9 @@ def test_stage_two_is_text_only_and_asks_for_exactly_the_segment_steps() -> None
     request = stage2_request(DEFAULT_PROMPT, _segment(2), "It goes to the sink.", 3, QueryConfig())
     assert all(isinstance(p, TextPart) for m in request.messages for p in m.parts)
     assert request.json_schema is not None
-    items = request.json_schema["properties"]["scores"]
-    assert items["minItems"] == items["maxItems"] == 2 and items["items"]["properties"]["step"]["enum"] == [
-        10,
-        11,
-    ]
+    by_step = request.json_schema["properties"]["scores"]
+    assert list(by_step["properties"]) == by_step["required"] == ["10", "11"]
+    assert by_step["additionalProperties"] is False
     assert "Analysis of the segment:\nIt goes to the sink." in request.messages[1].parts[0].text  # type: ignore[union-attr]
     repaired = repair_request(DEFAULT_PROMPT, _segment(2), request, '{"scores": [3]}', "expected 2 scores", 3)
     assert [m.role for m in repaired.messages] == ["system", "user", "assistant", "user"]
@@ -108,6 +106,10 @@ def test_small_frames_are_sent_as_they_are_and_large_ones_downscaled(tmp_path: P
             (StepScore(10, 0), StepScore(11, 1)),
         ),
         ('{"scores": [4.0, 7]}', (StepScore(10, 4), StepScore(11, 7))),
+        (
+            '{"scores": {"11": {"reason": "ok", "score": 9}, "10": {"score": 3, "reason": "wrong way"}}}',
+            (StepScore(10, 3, "wrong way"), StepScore(11, 9, "ok")),
+        ),
     ],
 )
 def test_answers_in_every_accepted_shape_give_one_score_per_step(
@@ -127,6 +129,20 @@ def test_answers_in_every_accepted_shape_give_one_score_per_step(
         ('{"scores": [{"step": 10, "score": 1}, {"step": 10, "score": 1}]}', "scored twice"),
         ("I would rate these highly.", "no JSON found"),
         ('{"score": 5}', 'expected a JSON object {"scores"'),
+        ('{"scores": {"10": {"score": 1, "reason": ""}}}', "no score for step 11"),
+        ('{"scores": {"10": {"score": 1, "reason": ""}, "11": 4}}', "the entry of step 11 is 4"),
+        (
+            '{"scores": {"10": {"score": 1, "reason": ""}, "11": {"score": 12, "reason": ""}}}',
+            "outside 0..10",
+        ),
+        (
+            '{"scores": {"10": {"score": 1, "reason": ""}, "12": {"score": 2, "reason": ""}}}',
+            "not steps to score",
+        ),
+        (
+            '{"scores": [{"step": 10, "score": 1, "score": 2}, {"step": 11, "score": 1}]}',
+            'key "score" appears twice',
+        ),
     ],
 )
 def test_unusable_answers_raise_a_message_the_repair_prompt_can_quote(answer: str, problem: str) -> None:

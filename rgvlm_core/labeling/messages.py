@@ -2,6 +2,27 @@
 
 Pure functions over a segment and a prompt version (plus reading frame files), so the exact
 messages a model receives can be tested and previewed in the dashboard.
+
+The stage-two JSON schema (`scores_schema`) admits exactly the valid answers, because a server
+that constrains its output may return ANY instance of it. It is an object keyed by step:
+`{"scores": {"3": {"score": 7, "reason": "..."}, "4": {...}}}`, every step a required property,
+no other key allowed. The earlier form, a list of `{"step", "score", "reason"}` with `step` an
+enum and the length fixed, let a server repeat a step (a third of the segments failed against a
+schema-following server). The keyed form was chosen over one fixed `step` per list position
+(`prefixItems` + `const`, `items: false`) because more servers enforce it:
+- OpenAI structured outputs (strict) needs every property required and additionalProperties false,
+  which this form is made of, and does not support `prefixItems`.
+- lm-format-enforcer (a vLLM guided-decoding backend) offers only the declared keys and never a key
+  twice, and cannot close an object before its required keys; it ignores `prefixItems` (its issue
+  #111), which would leave list items unconstrained.
+- llama.cpp's schema-to-grammar (llama-server, Ollama) documents `prefixItems` as broken; it
+  writes required properties in order and no others when additionalProperties is false.
+- xgrammar, llguidance and outlines (vLLM, SGLang) support both forms.
+Scores keep `minimum`/`maximum`: xgrammar, llguidance, llama.cpp and OpenAI enforce them;
+lm-format-enforcer and outlines do not (the parser refuses an out-of-range score and the repair
+retry asks again). An 11-value enum per step would be enforced everywhere, but OpenAI limits a
+schema to 1,000 enum values, which an episode of real ALFRED (up to 165 steps) would exceed. The
+keyed form costs three object properties per step, far below OpenAI's limit of 5,000.
 """
 
 from __future__ import annotations
@@ -106,21 +127,30 @@ def stage1_request(
 
 
 def scores_schema(steps: list[int]) -> dict[str, Any]:
-    """JSON schema of the stage-two answer, for backends that constrain output."""
-    n = len(steps)
-    item = {
+    """JSON schema of the stage-two answer, for backends that constrain output.
+
+    Keyed by step so that every instance holds each step exactly once (see the module docstring
+    for why this form); `parse.parse_scores` accepts exactly these instances in this form.
+    """
+    entry = {
         "type": "object",
         "properties": {
-            "step": {"type": "integer", "enum": steps},
             "score": {"type": "integer", "minimum": SCORE_MIN, "maximum": SCORE_MAX},
             "reason": {"type": "string"},
         },
-        "required": ["step", "score", "reason"],
+        "required": ["score", "reason"],
+        "additionalProperties": False,
+    }
+    keys = [str(t) for t in steps]
+    by_step = {
+        "type": "object",
+        "properties": {key: entry for key in keys},
+        "required": keys,
         "additionalProperties": False,
     }
     return {
         "type": "object",
-        "properties": {"scores": {"type": "array", "items": item, "minItems": n, "maxItems": n}},
+        "properties": {"scores": by_step},
         "required": ["scores"],
         "additionalProperties": False,
     }

@@ -1,8 +1,15 @@
 """Reading stage-two answers: tolerant of wrapping (code fences, prose), strict about the scores.
 
-Accepted shapes: {"scores": [{"step", "score", "reason"}, ...]}, {"scores": [int, ...]} in step order,
-or a bare list of either. Exactly one score per step, integers in 0..10; anything else raises
-ScoreError with a message that the repair prompt passes back to the model.
+Accepted shapes:
+- the JSON schema's form (`messages.scores_schema`), what a constraining server returns:
+  {"scores": {"<step>": {"score": <int>, "reason": "<text>"}, ...}} with every step once and
+  nothing else. Answers in this form are accepted exactly when they validate against the schema,
+  so a server that follows the schema can never produce an answer that is refused here.
+- the prompt's own form, for servers that do not constrain: {"scores": [{"step", "score",
+  "reason"}, ...]} (reason optional), {"scores": [int, ...]} in step order, or a bare list of either.
+Exactly one score per step, integers in 0..10; a key written twice in one JSON object is refused
+(JSON parsers keep the last one silently). Anything else raises ScoreError with a message that the
+repair prompt passes back to the model.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ def parse_scores(text: str, steps: list[int]) -> tuple[StepScore, ...]:
     """One StepScore per step (in step order), or ScoreError."""
     doc = _extract_json(text)
     entries = doc.get("scores") if isinstance(doc, dict) else doc
+    if isinstance(entries, dict):
+        return _from_keyed(doc, entries, steps)
     if not isinstance(entries, list):
         raise ScoreError('expected a JSON object {"scores": [...]}')
     if len(entries) != len(steps):
@@ -50,6 +59,37 @@ def _from_objects(entries: list[dict[str, Any]], steps: list[int]) -> tuple[Step
     return tuple(by_step[t] for t in steps)
 
 
+def _from_keyed(doc: dict[str, Any], entries: dict[str, Any], steps: list[int]) -> tuple[StepScore, ...]:
+    """The schema's form, read exactly as the schema admits it (see messages.scores_schema)."""
+    extra = [k for k in doc if k != "scores"]
+    if extra:
+        raise ScoreError(f'unexpected keys next to "scores": {_fmt(extra)}')
+    keys = [str(t) for t in steps]
+    unknown = [k for k in entries if k not in keys]
+    if unknown:
+        quoted = ", ".join(json.dumps(k) for k in unknown)
+        raise ScoreError(f'"scores" has keys that are not steps to score ({_fmt(steps)}): {quoted}')
+    missing = [t for t, k in zip(steps, keys, strict=True) if k not in entries]
+    if missing:
+        raise ScoreError(f"no score for step {_fmt(missing)} (steps {_fmt(steps)} each need one)")
+    return tuple(_keyed_entry(entries[k], t) for t, k in zip(steps, keys, strict=True))
+
+
+def _keyed_entry(entry: Any, t: int) -> StepScore:
+    if not isinstance(entry, dict):
+        raise ScoreError(
+            f'the entry of step {t} is {entry!r}, not {{"score": <integer>, "reason": "<text>"}}'
+        )
+    extra = [k for k in entry if k not in ("score", "reason")]
+    if extra:
+        raise ScoreError(f'the entry of step {t} has keys other than "score" and "reason": {_fmt(extra)}')
+    if "score" not in entry or "reason" not in entry:
+        raise ScoreError(f'the entry of step {t} needs both "score" and "reason"')
+    if not isinstance(entry["reason"], str):
+        raise ScoreError(f"the reason of step {t} is {entry['reason']!r}, not text")
+    return StepScore(t, _score(entry["score"], t), entry["reason"])
+
+
 def _score(value: Any, t: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ScoreError(f"the score of step {t} is {value!r}, not an integer")
@@ -69,7 +109,7 @@ def _extract_json(text: str) -> Any:
         starts = sorted(i for i in (candidate.find("{"), candidate.find("[")) if i >= 0)
         for start in starts:  # the outermost value first
             try:
-                value, _ = json.JSONDecoder().raw_decode(candidate[start:])
+                value, _ = _DECODER.raw_decode(candidate[start:])
                 return value
             except json.JSONDecodeError:
                 continue
@@ -77,5 +117,19 @@ def _extract_json(text: str) -> Any:
     raise ScoreError(f"no JSON found in the answer ({snippet!r})")
 
 
-def _fmt(steps: list[int]) -> str:
-    return ", ".join(map(str, steps))
+def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object hook: a key written twice is an error, not "the last one wins"."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            twice = f"step {key} is scored twice" if key.isdigit() else f'the key "{key}" appears twice'
+            raise ScoreError(f"{twice} in one JSON object")
+        seen[key] = value
+    return seen
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_refuse_repeated_keys)
+
+
+def _fmt(items: list[int] | list[str]) -> str:
+    return ", ".join(map(str, items))
