@@ -1,7 +1,8 @@
 """The contract every LVLM backend keeps, checked against each one in BACKENDS.
 
-`openai` runs against a loopback chat-completions server; `hf` against a tiny randomly initialised
-LLaVA saved to disk and loaded through the real transformers code (built once per session).
+`openai` runs against a loopback chat-completions server that answers a constrained request with a
+random instance of the schema it received; `hf` against a tiny randomly initialised LLaVA saved to
+disk and loaded through the real transformers code (built once per session).
 """
 
 from __future__ import annotations
@@ -12,33 +13,32 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema  # installed with streamlit (altair needs it); not a dependency of ours
 import pytest
 
 from rgvlm_core.labeling.backends import BACKENDS, make_backend
 from rgvlm_core.labeling.backends.base import (
     Backend,
     BackendConfig,
+    BackendError,
     ChatRequest,
     ChatResult,
     ImagePart,
     Message,
     TextPart,
 )
-from tests.fake_openai import FakeOpenAI
+from rgvlm_core.labeling.messages import scores_schema
+from tests.fake_openai import FakeOpenAI, schema_responder
 from tests.fake_openai import run_backend as run
+from tests.tiny_models import build_tiny_llava
 
 SECRET = "sk-contract-sentinel-4242"
-SCHEMA = {
-    "type": "object",
-    "properties": {"scores": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2}},
-    "required": ["scores"],
-}
+SCHEMA = scores_schema([0, 1])  # what stage two sends
 
 
 @pytest.fixture(scope="session")
 def tiny_llava_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tiny_models = pytest.importorskip("tests.tiny_models", reason="tests/tiny_models.py is not written yet")
-    return tiny_models.build_tiny_llava(tmp_path_factory.mktemp("tiny_llava"))
+    return build_tiny_llava(tmp_path_factory.mktemp("tiny_llava"))
 
 
 @pytest.fixture(params=["openai", "hf"])
@@ -46,7 +46,7 @@ def contract_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
     """A working backend of each kind, built while RGVLM_API_KEY holds a secret it must not reveal."""
     monkeypatch.setenv("RGVLM_API_KEY", SECRET)
     if request.param == "openai":
-        with FakeOpenAI(api_key=SECRET) as fake:
+        with FakeOpenAI(api_key=SECRET, responder=schema_responder(seed=7)) as fake:
             backend = make_backend("openai", BackendConfig(base_urls=(fake.base_url,), model="fake-vlm"))
             yield backend
             asyncio.run(backend.aclose())
@@ -114,17 +114,34 @@ def test_describe_is_json_names_backend_and_model_and_holds_no_secret(contract_b
     assert SECRET not in text
 
 
-def test_aclose_can_be_called_twice(contract_backend: Backend) -> None:
-    async def close_twice(b: Backend) -> None:
+def test_after_aclose_twice_the_backend_refuses_queries_with_a_clear_error(contract_backend: Backend) -> None:
+    async def use_close_twice_then_ask(b: Backend) -> None:
+        assert_answer(await b.chat(ask("Describe a kitchen.")))
         await b.aclose()
         await b.aclose()
+        with pytest.raises(BackendError, match="closed"):
+            await b.chat(ask("Still there?"))
 
-    asyncio.run(close_twice(contract_backend))
+    asyncio.run(use_close_twice_then_ask(contract_backend))
+    assert contract_backend.describe()["backend"] == contract_backend.name, (
+        "a closed backend still describes itself"
+    )
 
 
-def test_a_request_with_a_json_schema_does_not_crash(contract_backend: Backend) -> None:
-    request = ask('Give scores as JSON {"scores": [...]} for steps 0 and 1.', json_schema=SCHEMA)
-    assert_answer(run(contract_backend, lambda b: b.chat(request)))
+def constrains_output(backend: Backend) -> bool:
+    """Whether the backend asks for constrained output (its describe() says json_schema False if never)."""
+    return backend.describe().get("json_schema") is not False
+
+
+def test_a_request_with_a_json_schema_gets_json_that_fits_it_where_output_is_constrained(
+    contract_backend: Backend,
+) -> None:
+    request = ask('Give scores as JSON {"scores": ...} for steps 0 and 1.', json_schema=SCHEMA)
+    result = run(contract_backend, lambda b: b.chat(request))
+    assert_answer(result)
+    if constrains_output(contract_backend):
+        assert result.text.strip(), "a constrained answer is never empty"
+        jsonschema.validate(json.loads(result.text), SCHEMA)
 
 
 def test_max_tokens_bounds_the_answer(contract_backend: Backend) -> None:
