@@ -4,8 +4,10 @@ the cache, resumption after SIGKILL, overrides, and the CLI."""
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +28,7 @@ from rgvlm_core.labeling.store import add_override, effective_labels, label_runs
 from rgvlm_core.workspace.files import PAUSE_ENV, PAUSE_MARKER_ENV
 from tests.fake_openai import (
     FakeOpenAI,
+    default_responder,
     lvlm_label_args,
     non_json_responder,
     out_of_range_responder,
@@ -83,22 +86,57 @@ def test_an_lvlm_run_asks_two_stages_per_segment_and_labels_every_step(sample_ws
     reader.close()
 
 
+def _first_stage_two(body: dict) -> bool:  # type: ignore[type-arg]
+    return wants_scores(body) and len(body["messages"]) == 2
+
+
+def _repair(body: dict) -> bool:  # type: ignore[type-arg]
+    return wants_scores(body) and len(body["messages"]) == 4
+
+
 def test_faults_end_every_step_ok_or_failed_with_a_reason_and_retries_stay_bounded(sample_ws) -> None:  # type: ignore[no-untyped-def]
-    answers = iter([wrong_count_responder(1), out_of_range_responder(11), non_json_responder()] * 200)
+    bad = {
+        "wrong count": wrong_count_responder(1),
+        "out of range": out_of_range_responder(11),
+        "not JSON": non_json_responder(),
+    }
+    turns = itertools.cycle(bad)
+    served: collections.Counter[str] = collections.Counter()
 
     def responder(body: dict) -> str:  # type: ignore[type-arg]
-        from tests.fake_openai import default_responder, wants_scores
-
-        if wants_scores(body) and len(body["messages"]) == 2:  # first stage-two try: a bad answer
-            return next(answers)(body)
+        if _first_stage_two(body):  # every first stage-two answer is unusable
+            kind = next(turns)
+            served[kind] += 1
+            return bad[kind](body)
         return default_responder(body)
 
-    with FakeOpenAI(
-        responder=responder, script=["429", "500", "timeout", "malformed", "500"] * 3, hang_s=3
-    ) as fake:
+    script = ["429", "500", "timeout", "malformed", "500"] * 3
+    with FakeOpenAI(responder=responder, script=script, hang_s=3) as fake:
         last = _run(sample_ws, _lvlm(fake, concurrency=4), "faulty")
-        segments = last.total
-        assert len(fake.requests) <= segments * 3 * (1 + 2)
+        requests, faults = list(fake.requests), list(fake.faults)
+    segments = last.total
+    assert len(requests) <= segments * 3 * (1 + 2)
+    assert collections.Counter(f for f in faults if f) == collections.Counter(script), (
+        "every fault was served"
+    )
+    assert set(served) == set(bad), "every kind of unusable answer was served"
+
+    # Each fault is retried with the same request, unless that query's attempts ran out; such a
+    # query fails its segment, whose error says how many attempts it took.
+    faulted = [i for i, f in enumerate(faults) if f]
+    retried = {i for i in faulted if requests[i] in requests[i + 1 :]}
+    reader = sample_ws.reader()
+    errors = reader.query("SELECT error FROM analyses WHERE run_id = 'faulty'").column(0).to_pylist()
+    reader.close()
+    gave_up = [e for e in errors if e and re.search(r"\(after \d+ attempts\)", e)]
+    assert retried and len(faulted) - len(retried) == len(gave_up)
+
+    # Each unusable first answer that reached the labeller (not held past the client's timeout) gets
+    # exactly one repair query, attempted again only after a fault.
+    answered = sum(1 for b, f in zip(requests, faults, strict=True) if _first_stage_two(b) and f == "")
+    repairs = [i for i, b in enumerate(requests) if _repair(b)]
+    assert answered > 0 and len(repairs) - len(retried.intersection(repairs)) == answered
+
     labels = _labels(sample_ws, "faulty")
     assert {status for *_, status, _ in labels} <= {"ok", "failed"}
     assert all(reason for *_, status, reason in labels if status == "failed")
