@@ -1,8 +1,8 @@
-"""Label runs on the Episodes page: run pickers, reward timeline, stage-one analysis, stage-two scores,
-override.
+"""Label runs on the Episodes page: run pickers, which runs label the episode, the reward timeline,
+and a person's override.
 
-Model text (analyses, reasons) is untrusted: it is shown with st.code / st.dataframe, never as
-Markdown or HTML.
+Model text (analyses, reasons) is untrusted: it is shown with st.code, or escaped where a widget
+renders Markdown, never as Markdown or HTML.
 """
 
 from __future__ import annotations
@@ -12,104 +12,56 @@ from typing import Any
 
 import streamlit as st
 
-from rgvlm_app.player import (
+from rgvlm_app.episode_data import EpisodeView, runs_labelling
+from rgvlm_app.episode_state import (
     NO_RUN,
     URL_NO_RUN,
-    EpisodeView,
     K,
     copy_widget,
     flash,
     seed_widget,
+    set_run,
     set_step,
-    stamp,
+    take_url_runs,
 )
 from rgvlm_app.text import md_escape
 from rgvlm_core.charts_episode import clicked_step, reward_timeline
 from rgvlm_core.errors import RGVLMError
-from rgvlm_core.labeling.store import add_override, effective_labels
+from rgvlm_core.labeling.store import add_override
 from rgvlm_core.labeling.types import SCORE_MAX, SCORE_MIN
 from rgvlm_core.workspace import StoreReader
 
 
-# -- cached reads ----------------------------------------------------------------------------------
-@st.cache_data(max_entries=16, show_spinner=False)
-def _runs(_reader: StoreReader, key: Any) -> list[dict[str, Any]]:
-    return _reader.rows("SELECT run_id, labeller, model, created_at FROM label_runs ORDER BY created_at")
+# -- run pickers -----------------------------------------------------------------------------------
+def _apply_url_runs(ids: Sequence[str]) -> None:
+    """On arrival, the URL's run and second run win over the session's (unknown ones are named).
+
+    Without a run in the URL or the session, the first run is chosen.
+    """
+    url = take_url_runs() or {}
+    default = ids[0] if ids else None
+    wanted, vs = url.get("run"), url.get("vs")
+    for name in (wanted, vs):
+        if name and name != URL_NO_RUN and name not in ids:
+            st.warning(f"The link names label run {md_escape(name)}, which this workspace does not hold.")
+    if wanted == URL_NO_RUN:
+        st.session_state[K.RUN] = None
+    elif wanted in ids:
+        st.session_state[K.RUN] = wanted
+    elif wanted or K.RUN not in st.session_state:
+        st.session_state[K.RUN] = default
+    if wanted or vs:
+        st.session_state[K.RUN_B] = vs if vs in ids else None
 
 
-def run_options(reader: StoreReader) -> list[dict[str, Any]]:
-    """Label runs, oldest first: run_id, labeller, model."""
-    return _runs(reader, stamp(reader, "label_runs"))
-
-
-@st.cache_data(max_entries=128, show_spinner=False)
-def _labels(_reader: StoreReader, key: Any, run_id: str, episode_id: str) -> list[dict[str, Any]]:
-    return effective_labels(_reader, run_id, [episode_id]).to_pylist()
-
-
-def run_labels(reader: StoreReader, run_id: str | None, episode_id: str) -> list[dict[str, Any]] | None:
-    """A run's effective labels of one episode (overrides applied), or None without a run."""
-    if run_id is None:
-        return None
-    return _labels(reader, stamp(reader, "labels", "overrides"), run_id, episode_id)
-
-
-@st.cache_data(max_entries=128, show_spinner=False)
-def _analyses(_reader: StoreReader, key: Any, run_id: str, episode_id: str) -> list[dict[str, Any]]:
-    return _reader.rows(
-        "SELECT segment_id, first_step, last_step, status, error, analysis, raw FROM analyses "
-        "WHERE run_id = ? AND episode_id = ? ORDER BY first_step",
-        [run_id, episode_id],
-    )
-
-
-def segment_analysis(reader: StoreReader, run_id: str, episode_id: str, step: int) -> dict[str, Any] | None:
-    """The stage-one analysis of the run's segment that contains `step` (None when not labelled)."""
-    rows = _analyses(reader, stamp(reader, "analyses"), run_id, episode_id)
-    return next((r for r in rows if r["first_step"] <= step <= r["last_step"]), None)
-
-
-# -- pure helpers ----------------------------------------------------------------------------------
-def segment_rows(
-    labels: Sequence[dict[str, Any]], ep: EpisodeView, first: int, last: int, current: int | None = None
-) -> list[dict[str, Any]]:
-    """The stage-two table of a segment: step, action, score, status, reason, the run's own score."""
-    out = []
-    for row in labels:
-        t = row["t"]
-        if first <= t <= last:
-            overridden = row["status"] == "overridden"
-            out.append(
-                {
-                    " ": "▶" if t == current else "",
-                    "step": t,
-                    "action": ep.steps[t]["action"] if t < ep.n_steps else "",
-                    "score": row["score"],
-                    "status": row["status"],
-                    "reason": (f"override: {row['override_reason']}" if overridden else row["reason"]) or "",
-                    "run score": row["run_score"],
-                }
-            )
-    return out
-
-
-# -- widgets ---------------------------------------------------------------------------------------
 def run_pickers(runs: Sequence[dict[str, Any]]) -> tuple[str | None, str | None]:
     """The label run and an optional second run (side by side); defaults to the first run."""
     ids = [r["run_id"] for r in runs]
-    url = st.session_state[K.URL]
-    if K.RUN not in st.session_state:  # first visit: the URL's run, else the first run
-        wanted = url.get("run")
-        if wanted and wanted != URL_NO_RUN and wanted not in ids:
-            st.warning(f"The link names label run {md_escape(wanted)}, which this workspace does not hold.")
-        st.session_state[K.RUN] = (
-            None if wanted == URL_NO_RUN else (wanted if wanted in ids else (ids or [None])[0])
-        )
-        st.session_state[K.RUN_B] = url.get("vs") if url.get("vs") in ids else None
+    _apply_url_runs(ids)
     for key in (K.RUN, K.RUN_B):  # a run deleted meanwhile
         if st.session_state[key] is not None and st.session_state[key] not in ids:
             st.session_state[key] = None
-    labels = {r["run_id"]: _run_label(r) for r in runs}
+    labels = {r["run_id"]: run_label(r) for r in runs}
     options = [NO_RUN, *ids]
     seed_widget(K.RUN_PICK, st.session_state[K.RUN] or NO_RUN)
     st.selectbox(
@@ -136,13 +88,35 @@ def run_pickers(runs: Sequence[dict[str, Any]]) -> tuple[str | None, str | None]
     return st.session_state[K.RUN], (run_b if run_b != st.session_state[K.RUN] else None)
 
 
-def _run_label(run: dict[str, Any]) -> str:
+def run_label(run: dict[str, Any]) -> str:
     """The run id, and its labeller and model where the id does not say them."""
     what = [] if run["run_id"].startswith(run["labeller"]) else [run["labeller"]]
     what += [run["model"]] if run.get("model") else []
     return run["run_id"] + (f" ({', '.join(what)})" if what else "")
 
 
+def coverage_notice(reader: StoreReader, ep: EpisodeView, run_id: str) -> None:
+    """The chosen run has no labels for this episode: say so, and offer the runs that label it."""
+    others = {r: n for r, n in runs_labelling(reader, ep.episode_id).items() if r != run_id}
+    message = f"Run {md_escape(run_id)} has no labels for this episode."
+    if not others:
+        st.info(message + " No label run labels it yet: label it with `rgvlm label --episode ID`.")
+        return
+    names = ", ".join(md_escape(r) for r in sorted(others))
+    st.info(f"{message} Labelled by: {names}.", icon=":material/label_off:")
+    cols = st.columns(min(len(others), 3))
+    for i, run in enumerate(sorted(others)):
+        cols[i % len(cols)].button(
+            f"Show {run}",
+            key=f"{K.SWITCH_RUN}:{run}",
+            icon=":material/swap_horiz:",
+            on_click=set_run,
+            args=(run,),
+            help=f"{run} labels {others[run]} steps of this episode",
+        )
+
+
+# -- the reward timeline ---------------------------------------------------------------------------
 def timeline(
     ep: EpisodeView,
     step: int,
@@ -159,7 +133,7 @@ def timeline(
         run_names=names,
     )
     # A fresh key per cursor position: the chart starts without a selection after every move.
-    key = f"{K.CHART}:{ep.info['episode_id']}:{step}:{':'.join(names)}"
+    key = f"{K.CHART}:{ep.episode_id}:{step}:{':'.join(names)}"
 
     def clicked() -> None:
         target = clicked_step(st.session_state[key]["selection"]["points"], ep.n_steps)
@@ -175,69 +149,46 @@ def timeline(
     )
 
 
-def labels_panel(
-    reader: StoreReader,
-    ep: EpisodeView,
-    step: int,
-    run: dict[str, Any],
-    labels: Sequence[dict[str, Any]],
-) -> None:
-    """One run's stage-one analysis of the current segment (plain text) and its stage-two scores."""
-    st.markdown(f"**{md_escape(run['run_id'])}** · {md_escape(run['labeller'])}")
-    seg = segment_analysis(reader, run["run_id"], ep.info["episode_id"], step)
-    if seg is None:
-        st.info("This run did not label this step.")
-        return
-    if run["labeller"] == "reference":
-        st.caption("Reference labeller: scores come from ground truth, not from a vision-language model.")
-    st.caption(
-        f"Stage one, {seg['segment_id']} (steps {seg['first_step']}–{seg['last_step']}), {seg['status']}"
-    )
-    st.code(seg["analysis"] or "(no analysis text)", language="text", wrap_lines=True)
-    if seg["status"] == "failed":
-        st.caption("Why the segment failed")
-        st.code(seg["error"] or "(no error recorded)", language="text", wrap_lines=True)
-    if seg["raw"]:
-        with st.expander("Stage-two answer as received"):
-            st.code(seg["raw"], language="text", wrap_lines=True)
-    rows = segment_rows(labels, ep, seg["first_step"], seg["last_step"], step)
-    st.dataframe(
-        rows,
-        hide_index=True,
-        column_config={
-            " ": st.column_config.TextColumn(width=24, help="the current step"),
-            "step": st.column_config.NumberColumn(width=45),
-            "action": st.column_config.TextColumn(width=165),
-            "score": st.column_config.NumberColumn(width=50),
-            "status": st.column_config.TextColumn(width=85),
-            "reason": st.column_config.TextColumn(width=220),
-            "run score": st.column_config.NumberColumn(width=75, help="the run's own score"),
-        },
-    )
-
-
+# -- overrides -------------------------------------------------------------------------------------
 def override_form(
-    reader: StoreReader, ep: EpisodeView, step: int, run_id: str, labels: Sequence[dict]
+    reader: StoreReader, ep: EpisodeView, step: int, run_id: str, labels: Sequence[dict[str, Any]]
 ) -> None:
-    """Set a person's score for the current step of the chosen run (a reason is required)."""
+    """Set a person's score for the current step of the chosen run (a reason is required).
+
+    The inputs keep what was typed until an override is saved: a refused one (no reason) shows
+    why and leaves the score as typed. Keys name the run, episode and step, so moving to another
+    step starts from that step's score.
+    """
     row = next((r for r in labels if r["t"] == step), None)
     if row is None:
         st.caption(f"Run {md_escape(run_id)} has no label for step {step}; nothing to override.")
         return
-    with st.form(K.OVERRIDE, clear_on_submit=True, border=True):
+    suffix = f"{run_id}:{ep.episode_id}:{step}"
+    score_key, reason_key = f"{K.OVERRIDE_SCORE}:{suffix}", f"{K.OVERRIDE_REASON}:{suffix}"
+    with st.form(K.OVERRIDE, clear_on_submit=False, border=True):
         st.markdown(f"**Override step {step}** of {md_escape(run_id)}")
         current = row["score"] if row["score"] is not None else SCORE_MIN
         left, right = st.columns([1, 3])
-        score = left.number_input("Score", SCORE_MIN, SCORE_MAX, int(current), step=1)
-        reason = right.text_input("Reason (required)", placeholder="why this score is right")
+        left.number_input("Score", SCORE_MIN, SCORE_MAX, int(current), step=1, key=score_key)
+        right.text_input("Reason (required)", placeholder="why this score is right", key=reason_key)
         if row["status"] == "overridden":
             why = md_escape(row["override_reason"] or "")
             st.caption(f"Overridden: the run said {row['run_score']}; reason: {why}")
-        if st.form_submit_button("Save override", icon=":material/edit:"):
-            try:
-                add_override(reader.workspace, run_id, ep.info["episode_id"], step, int(score), reason)
-            except RGVLMError as exc:
-                st.error(str(exc))
-                return
-            flash(f"Step {step} of {run_id} overridden to {int(score)}.")
-            st.rerun()  # the list's means and every panel read the new label
+        submitted = st.form_submit_button("Save override", icon=":material/edit:")
+    if submitted:
+        _save_override(reader, ep, step, run_id, score_key, reason_key)
+
+
+def _save_override(
+    reader: StoreReader, ep: EpisodeView, step: int, run_id: str, score_key: str, reason_key: str
+) -> None:
+    score = int(st.session_state[score_key])
+    try:
+        add_override(reader.workspace, run_id, ep.episode_id, step, score, st.session_state[reason_key])
+    except RGVLMError as exc:
+        st.error(str(exc))  # the inputs keep the typed score and reason
+        return
+    for key in (score_key, reason_key):  # the next visit of this step starts from its new score
+        del st.session_state[key]
+    flash(f"Step {step} of {run_id} overridden to {score}.")
+    st.rerun(scope="app")  # the list's means and every panel read the new label

@@ -13,10 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import plotly.graph_objects as go
 import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from rgvlm_app.text import md_escape
 from rgvlm_core.charts_episode import FAILED_Y, clicked_step, reward_timeline
 from rgvlm_core.labeling.store import add_override, effective_labels
 from rgvlm_core.sample import label_sample
@@ -79,7 +81,7 @@ def test_page_opens_the_linked_episode_step_and_run(
     assert at.session_state["episodes.run"] == runs[1]
     assert "Grab the butter knife" in at.subheader[0].value
     assert any("behaviour: suboptimal" in c.value for c in at.caption)
-    assert any("**✓ 3. Put: Drop the butter knife" in m.value for m in at.markdown)  # subtask 3 holds step 7
+    assert any("**▶ 3. Put: Drop the butter knife" in m.value for m in at.markdown)  # subtask 3 holds step 7
     assert dict(at.query_params) == {"episode": EPISODE, "step": "7", "run": runs[1]}
 
 
@@ -159,9 +161,9 @@ def test_timeline_traces_hold_the_stores_scores_for_both_runs(
         (14.5, 16.5),
         (16.5, 24.5),
     ]
-    # both runs side by side: one analysis and one scores table each
+    # both runs side by side: one analysis each, and one table of both runs' scores
     assert len(at.code) == 2
-    assert len(at.dataframe) == 3  # the episode list and two score tables
+    assert len(at.dataframe) == 1 and len(at.table) == 1  # the episode list; the side-by-side table
 
 
 def test_an_override_is_stored_and_shown_as_overridden(
@@ -177,9 +179,10 @@ def test_an_override_is_stored_and_shown_as_overridden(
     assert (stored[12]["score"], stored[12]["status"]) == (4, "overridden")
     assert stored[12]["override_reason"] == "walks to the wrong place"
     assert stored[12]["run_score"] not in (None, 4)  # the run's own score is kept
-    table = table_with(at, "run score")
-    row = table[table["step"] == 12].iloc[0]
-    assert (row["score"], row["status"], row["run score"]) == (4, "overridden", stored[12]["run_score"])
+    table = at.table[0].value
+    row = next(r for r in table.to_dict("records") if r["step"].endswith("[12]"))  # the current step
+    assert row["A score"].endswith("[4]") and row["A run score"].endswith(f"[{stored[12]['run_score']}]")
+    assert md_escape("override: walks to the wrong place") in row["A reason"]
     assert trace_steps(timeline_json(at), 0, "overridden") == {12: 4}
     assert any("Overridden: the run said" in c.value for c in at.caption)
 
@@ -296,7 +299,7 @@ def test_play_starts_and_stop_stops(
     assert not at.session_state["episodes.playing"]
 
 
-def test_the_list_filters_and_sorts_and_keeps_the_open_episode(
+def test_the_list_filters_and_sorts(
     labelled: tuple[Workspace, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ws, runs = labelled
@@ -306,7 +309,7 @@ def test_the_list_filters_and_sorts_and_keeps_the_open_episode(
     listed = table_with(at, "Δ ref")
     assert set(listed["subtasks"]) == {6}
     assert list(listed["Δ ref"]) == sorted(listed["Δ ref"], reverse=True)
-    assert step_heading(at).endswith("of 25")  # the open episode stays open until another is picked
+    assert at.query_params["episode"] in set(listed["episode"])  # the shown episode follows the list
 
 
 # -- the pure timeline builder ----------------------------------------------------------------------
@@ -343,6 +346,33 @@ def test_reward_timeline_marks_failed_and_overridden_steps_distinctly() -> None:
     assert by_meta[(0, "score")]["line"]["color"] != by_meta[(1, "score")]["line"]["color"]
     assert by_meta[(None, "sparse")]["yaxis"] == "y2"
     assert "not completed" in fig["layout"]["annotations"][0]["text"]
+
+
+def test_reward_timeline_puts_subtask_labels_above_the_plot_where_no_point_is() -> None:
+    steps = [{"t": t, "sparse_reward": 0.0} for t in range(30)]
+    subtasks = [
+        {"idx": 0, "kind": "Pickup", "first_step": 0, "last_step": 0, "completed": True},
+        {"idx": 1, "kind": "Heat", "first_step": 1, "last_step": 1, "completed": True},
+        {"idx": 2, "kind": "Put", "first_step": 2, "last_step": 29, "completed": False},
+    ]
+    fig = reward_timeline(steps, _labels(["ok"] * 30), subtasks=subtasks, cursor=4).to_plotly_json()
+    labels = fig["layout"]["annotations"]
+    assert [a["text"] for a in labels] == ["1 Pickup", "2 Heat", "3 Put (not completed)"]
+    for label in labels:  # in paper coordinates, anchored at their bottom on or above the plot's top edge
+        assert (label["yref"], label["yanchor"]) == ("paper", "bottom") and label["y"] >= 1
+    assert labels[0]["y"] != labels[1]["y"]  # neighbours too narrow for their labels take two rows
+    assert fig["layout"]["margin"]["t"] >= 40  # room above the plot for both rows
+
+
+def test_reward_timeline_is_a_valid_plotly_figure() -> None:
+    fig = reward_timeline(
+        [{"t": t, "sparse_reward": float(t == 3)} for t in range(4)],
+        _labels(["ok", "failed", "overridden", "ok"]),
+        _labels(["ok", "ok", "ok", "failed"]),
+        subtasks=[{"idx": 0, "kind": "Pickup", "first_step": 0, "last_step": 3, "completed": True}],
+        cursor=1,
+    )
+    go.Figure(fig.to_dict())  # Plotly's validation, which the page's builder skips for speed
 
 
 def test_reward_timeline_without_runs_shows_sparse_reward_only() -> None:
