@@ -13,10 +13,21 @@ import pytest
 from PIL import Image
 
 from rgvlm_core.sim import render, render_layout, render_style
-from rgvlm_core.sim.catalog import OBJECTS, ROOM_KINDS
+from rgvlm_core.sim.catalog import OBJECTS, OPENABLE, ROOM_KINDS
 from rgvlm_core.sim.expert import plan
 from rgvlm_core.sim.render import FRAME_SIZE, render_frame, render_image
-from rgvlm_core.sim.render_layout import CAPTION_H, MORE, ROOM_H, SLOTS, STANDS, Group, fit
+from rgvlm_core.sim.render_layout import (
+    AGENT_R,
+    CAPTION_H,
+    DOOR_STAND,
+    MORE,
+    ROOM_H,
+    SLOTS,
+    STANDS,
+    Group,
+    Stand,
+    fit,
+)
 from rgvlm_core.sim.render_style import TAG_COLOUR, ChipSpec, measure_chip
 from rgvlm_core.sim.scenes import randomize, sample_task
 from rgvlm_core.sim.tasks import MAX_SUBTASKS
@@ -255,17 +266,57 @@ def test_frames_render_for_300_states_along_expert_plans(room: str, randomized: 
         assert frame.shape == (300, 300, 3) and frame.dtype == np.uint8
 
 
-def _mid_task(room: str) -> tuple[State, str]:
-    """A state halfway through an expert plan where the agent holds something (for the artifacts)."""
+def _mid_task(room: str) -> tuple[State, State, str]:
+    """The first state and one halfway through an expert plan where the agent holds something."""
     rng = np.random.default_rng(11)
     for _ in range(200):
-        task, state = sample_task(rng, _longest(room), room=room)
-        actions = plan(state, task)
+        task, first = sample_task(rng, _longest(room), room=room)
+        actions = plan(first, task)
+        state = first
         for k, a in enumerate(actions):
             state, _ = apply(state, a)
             if k >= len(actions) // 2 and state.held is not None and len(state.locations) >= 6:
-                return state, ACTION_TOKENS[a]
+                return first, state, ACTION_TOKENS[a]
     raise AssertionError(f"no mid-task state with a held object for {room}")
+
+
+def _where_agent_stands(state: State) -> Stand:
+    return DOOR_STAND if state.agent is None else STANDS[state.locations.index(state.agent)]
+
+
+def _agent_ring_box(frame: np.ndarray) -> tuple[int, int, int, int]:
+    """The bounding box of the agent's orange ring, the only pixels of that colour in a frame."""
+    ys, xs = np.nonzero((frame == np.array(render_style.AGENT_RING, np.uint8)).all(axis=-1))
+    assert xs.size, "no agent ring in the frame"
+    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+
+
+def _held_marker_colour(state: State) -> tuple[int, int, int]:
+    """The outline of the held object's chip: red when hot, blue when cold, the grey band of a container
+    holding something, else grey."""
+    assert state.held is not None
+    obj = state.objects[state.held]
+    if state.contents(state.held):
+        return render_style.BAND_OUTLINE
+    return TAG_COLOUR["hot"] if obj.hot else TAG_COLOUR["cold"] if obj.cold else render_style.OUTLINE
+
+
+def assert_frame_shows(frame: np.ndarray, state: State) -> None:
+    """The agent's ring around the stand of the location it is at, an arm and the held object's chip
+    beside it exactly when it holds something, and each openable box open or closed as in `state`."""
+    stand, r = _where_agent_stands(state), AGENT_R
+    assert _agent_ring_box(frame) == (stand.x - r - 2, stand.y - r - 2, stand.x + r + 2, stand.y + r + 2)
+    arm = frame[stand.y, stand.x + stand.side * (r + 4)]
+    assert bool((arm == render_style.AGENT).all()) == (state.held is not None), "arm iff holding"
+    if state.held is not None:
+        edge = stand.x + stand.side * (r + 8)  # the held chip's near edge, a pixel past the arm
+        column = frame[stand.y - stand.hold_h // 2 : stand.y + stand.hold_h // 2 + 1, edge]
+        marker = _held_marker_colour(state)
+        assert _has_colour(column[:, None], marker), f"no held-object chip outlined {marker} by the arm"
+    for (_, _, x1, y1), loc in zip(SLOTS, state.locations, strict=False):
+        if loc in OPENABLE:
+            paint = render_style.OPEN_INTERIOR if loc in state.opened else render_style.family(loc).door
+            assert tuple(frame[y1 - 3, x1 - 3]) == paint, f"{loc} open={loc in state.opened}"
 
 
 def test_artifacts_show_each_room_kind_mid_task() -> None:
@@ -285,8 +336,54 @@ def test_artifacts_show_each_room_kind_mid_task() -> None:
     scenes = {"kitchen_hot_sliced_apple": (showcase, "OpenObject(Fridge)")}
     scenes["kitchen_busiest"] = (BUSIEST, "CleanObject(Plate)")
     scenes["kitchen_busiest_at_drawer"] = (replace(BUSIEST, agent="Drawer"), "GotoLocation(Drawer)")
-    scenes.update({room.replace(" ", "_"): _mid_task(room) for room in ROOM_KINDS})
+    starts: dict[str, State] = {}
+    for room in ROOM_KINDS:
+        starts[room], state, caption = _mid_task(room)
+        scenes[room.replace(" ", "_")] = (state, caption)
+    frames: dict[str, np.ndarray] = {}
     for name, (state, caption) in scenes.items():
         path = ARTIFACTS / f"sim_render_{name}.png"
         render_image(state, caption=caption).save(path)
-        assert Image.open(path).size == (300, 300)
+        frames[name] = np.asarray(Image.open(path).convert("RGB"))
+        assert frames[name].shape == (300, 300, 3)
+        assert_frame_shows(frames[name], state)
+    assert tuple(frames["kitchen_hot_sliced_apple"][150, 150]) == render_style.FLOOR  # the empty middle
+    for room, first in starts.items():
+        mid = frames[room.replace(" ", "_")]
+        assert_frame_shows(render_frame(first), first)
+        assert not np.array_equal(render_frame(first)[:ROOM_H], mid[:ROOM_H]), room
+    rooms = [frames[room.replace(" ", "_")][:ROOM_H] for room in ROOM_KINDS]
+    assert all(not np.array_equal(a, b) for a, b in itertools.combinations(rooms, 2))
+
+
+def test_the_caption_strip_names_the_room_kind_and_nothing_else_depends_on_it() -> None:
+    kitchen = render_frame(KITCHEN)
+    for room in ROOM_KINDS:
+        if room != KITCHEN.room:
+            other = render_frame(replace(KITCHEN, room=room))
+            differs = (kitchen != other).any(axis=(0, 2))  # per column
+            assert np.array_equal(kitchen[:ROOM_H], other[:ROOM_H]), room
+            assert (kitchen[ROOM_H:] != other[ROOM_H:]).any(), room
+            assert not differs[: FRAME_SIZE // 2].any(), "the room kind is drawn at the right"
+
+
+AT_FRIDGE = _do(KITCHEN, "GotoLocation(Fridge)")
+# pairs of states that differ in one thing the frame check looks at
+ONE_DIFFERENCE = {
+    "agent moved": (KITCHEN, AT_COUNTER),
+    "object picked": (AT_COUNTER, WITH_KNIFE),
+    "held object heated": (APPLE_AT_MICROWAVE, _do(APPLE_AT_MICROWAVE, "HeatObject(Apple)")),
+    "fridge opened": (AT_FRIDGE, _do(AT_FRIDGE, "OpenObject(Fridge)")),
+}
+
+
+@pytest.mark.parametrize("change", list(ONE_DIFFERENCE))
+def test_the_frame_check_rejects_the_frame_of_a_state_differing_in_one_thing(change: str) -> None:
+    """The artifact check is not blind: each state's frame passes it, the other state's frame fails it."""
+    a, b = ONE_DIFFERENCE[change]
+    assert_frame_shows(render_frame(a), a)
+    assert_frame_shows(render_frame(b), b)
+    with pytest.raises(AssertionError):
+        assert_frame_shows(render_frame(b), a)
+    with pytest.raises(AssertionError):
+        assert_frame_shows(render_frame(a), b)
