@@ -52,3 +52,30 @@ def test_home_page_on_the_real_alfred_sample_lists_the_import(shared_alfred: Pat
         assert page.locator('[data-testid="stException"]').count() == 0
         page.wait_for_timeout(500)
         page.screenshot(path=str(ARTIFACTS / "home-alfred.png"), full_page=True)
+
+
+def test_the_overview_shows_one_dataset_at_a_time_and_ids_as_written(
+    sample_ws: Workspace, tmp_path: Path
+) -> None:
+    from tests.test_audit import RUN_WITH_MARKUP, mixed_workspace
+
+    data = tmp_path / "data_*[x](y)<b>-1.0"
+    mixed_workspace(sample_ws, data)
+    with streamlit_app(sample_ws.root) as url, chromium_page(height=1900) as page:
+        page.goto(url)
+        main = page.locator("[data-testid='stMain']")
+        main.get_by_text("household simulator: 192 of 201 episodes").wait_for(timeout=30_000)
+        main.locator("[data-testid='stExpander']").nth(1).wait_for(timeout=30_000)  # the page is drawn
+        text = main.inner_text()
+        assert RUN_WITH_MARKUP in text  # the newest run, in a code span: no backslash, no link
+        assert data.name in text  # the import's folder, in an expander label
+        assert "\\" not in text
+        page.locator("[data-testid='stButtonGroup']").get_by_text("ALFRED · 9 episodes").click()
+        main.get_by_text("ALFRED: 9 of 201 episodes").wait_for(timeout=30_000)
+        page.wait_for_function("new URLSearchParams(location.search).get('dataset') === 'alfred'")
+        page.get_by_text("Episodes by task type · ALFRED").wait_for(timeout=30_000)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(ARTIFACTS / "home-datasets.png"), full_page=True)
+        page.reload()  # the choice is in the URL: a reload (or a shared link) shows the same dataset
+        main.get_by_text("ALFRED: 9 of 201 episodes").wait_for(timeout=30_000)
