@@ -17,13 +17,13 @@ import rgvlm_core
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "transformers", "sentence_transformers")
 
-# Run in a fresh interpreter at a checkout root (argv[1]). For every rgvlm_app/*.py and pages/*.py file:
+# Run in a fresh interpreter at a checkout root (argv[1]). For every rgvlm_app/**.py and pages/*.py file:
 # import each module its source names anywhere (inside functions and after an early `st.stop()` too),
 # then the file itself for rgvlm_app; then open app.py in AppTest and switch to every page, as a person
 # clicking through the app would. Prints the heavy packages loaded after each step, and page exceptions.
 DASHBOARD_PROBE = textwrap.dedent(
     """
-    import ast, importlib, json, sys
+    import ast, importlib, importlib.util, json, sys
     from pathlib import Path
 
     root = Path(sys.argv[1]).resolve()
@@ -34,8 +34,13 @@ DASHBOARD_PROBE = textwrap.dedent(
     def loaded():
         return sorted({m.split(".")[0] for m in sys.modules} & heavy)
 
+    def module_name(path):  # rgvlm_app/x/y.py -> rgvlm_app.x.y; a package's __init__.py -> the package
+        parts = path.relative_to(root).with_suffix("").parts
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
     def named_modules(path):
-        package = "rgvlm_app" if path.parent.name == "rgvlm_app" else ""
+        name = module_name(path)
+        package = name if path.stem == "__init__" else name.rpartition(".")[0]
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 yield from (alias.name for alias in node.names)
@@ -53,13 +58,13 @@ DASHBOARD_PROBE = textwrap.dedent(
                 if exc.name != name:  # `from m import function`: only a missing submodule is fine
                     raise
 
-    files = [*sorted((root / "rgvlm_app").glob("*.py")), *sorted((root / "pages").glob("*.py"))]
+    helpers = sorted((root / "rgvlm_app").rglob("*.py"))
     steps, errors = [], {}
-    for path in files:
+    for path in [*helpers, *sorted((root / "pages").glob("*.py"))]:
         import_named(path)
-        if path.parent.name == "rgvlm_app":
-            importlib.import_module("rgvlm_app" if path.stem == "__init__" else f"rgvlm_app.{path.stem}")
-        steps.append([f"{path.parent.name}/{path.name}", loaded()])
+        if path in helpers:
+            importlib.import_module(module_name(path))
+        steps.append([path.relative_to(root).as_posix(), loaded()])
     at = AppTest.from_file(str(root / "app.py"), default_timeout=120)
     at.run()
     steps.append(["app.py", loaded()])
@@ -92,7 +97,7 @@ def _core_modules() -> list[str]:
 def dashboard_heavy_imports(root: Path, workspace: Path) -> dict[str, list[str]]:
     """Which dashboard file first left torch & co. loaded, for the checkout (or fake tree) at `root`.
 
-    Every file under pages/ and rgvlm_app/ is found on disk, so a new page is checked without editing
+    Every file in pages/ and under rgvlm_app/ is found on disk, so a new page is checked without editing
     this test; pages run for real (AppTest on `workspace`), so imports inside functions count too.
     Fails the test if a page raises, since a page that stops early hides its later imports.
     """
@@ -116,7 +121,7 @@ def dashboard_heavy_imports(root: Path, workspace: Path) -> dict[str, list[str]]
         before |= set(heavy)
     covered = {step.removeprefix("running ") for step, _ in report["steps"]}
     expected = {f"pages/{p.name}" for p in (root / "pages").glob("*.py")}
-    expected |= {f"rgvlm_app/{p.name}" for p in (root / "rgvlm_app").glob("*.py")}
+    expected |= {p.relative_to(root).as_posix() for p in (root / "rgvlm_app").rglob("*.py")}
     assert expected <= covered, sorted(expected - covered)
     return found
 
@@ -168,6 +173,14 @@ BAD_TREES = {
         "running pages/lazy.py",
     ),
     "an app helper that no page imports": ({"rgvlm_app/unused.py": "import torch\n"}, "rgvlm_app/unused.py"),
+    "a module in an app subpackage, by a relative import": (
+        {
+            "rgvlm_app/parts/__init__.py": "",
+            "rgvlm_app/parts/a.py": "def f() -> None:\n    from . import b\n",
+            "rgvlm_app/parts/b.py": "import sentence_transformers\n",
+        },
+        "rgvlm_app/parts/a.py",
+    ),
 }
 
 
