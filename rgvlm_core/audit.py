@@ -52,16 +52,26 @@ def reference_run(reader: StoreReader, dataset: str | None = None) -> str | None
     saw ALFRED cannot measure agreement on ALFRED.
     """
     rows = reader.rows(
-        "SELECT run_id, settings FROM label_runs WHERE labeller = 'reference' "
-        "AND (?::VARCHAR IS NULL OR run_id IN (SELECT DISTINCT run_id FROM labels JOIN episodes e "
-        "USING (episode_id) WHERE e.dataset = ?)) ORDER BY created_at DESC",
-        [dataset, dataset],
+        "SELECT run_id, settings FROM label_runs WHERE labeller = 'reference' ORDER BY created_at DESC"
     )
     for row in rows:
         noise = json.loads(row["settings"]).get("labeller", {}).get("noise", {})
-        if not noise.get("flip") and not noise.get("jitter"):
+        if noise.get("flip") or noise.get("jitter"):
+            continue
+        if dataset is None or _labelled(reader, str(row["run_id"]), dataset):
             return str(row["run_id"])
     return None
+
+
+def _labelled(reader: StoreReader, run_id: str, dataset: str) -> bool:
+    """Whether the run labelled at least one step of the dataset (stops at the first one)."""
+    return bool(
+        reader.rows(
+            "SELECT 1 FROM labels l JOIN episodes e USING (episode_id) WHERE l.run_id = ? AND e.dataset = ? "
+            "LIMIT 1",
+            [run_id, dataset],
+        )
+    )
 
 
 def run_datasets(reader: StoreReader) -> dict[str, dict[str, int]]:
