@@ -21,7 +21,7 @@ def _job_row(page: Any, job: Job) -> Any:
 
 
 def _assert_row_shows(page: Any, job: Job) -> str:
-    """The row says what the store says: status, the command, when it finished, and the log's end."""
+    """The row says what the store says: status, the command, when it finished, and the log's summary."""
     row = _job_row(page, job)
     row.get_by_text(f"finished {job.finished_at}", exact=True).wait_for(timeout=30_000)
     head = row.locator("p").filter(has=page.locator("code")).first.inner_text()
@@ -29,9 +29,10 @@ def _assert_row_shows(page: Any, job: Job) -> str:
     assert row.get_by_role("button", name="Cancel").count() == 0
     row.get_by_text("Log", exact=True).click()
     shown = row.locator('[data-testid="stCode"]').inner_text()
-    last_line = read_log(job, 4000).strip().splitlines()[-1].strip()
-    assert last_line.startswith("run ") and last_line in shown, (last_line, shown[-500:])
-    return last_line
+    log = [line.strip() for line in read_log(job, 4000).splitlines()]
+    summaries = [line for line in log if line.startswith("run ")]  # the CLI's one-line summary
+    assert len(summaries) == 1 and summaries[0] in shown, (log, shown[-500:])
+    return summaries[0]
 
 
 def test_a_relabel_job_started_in_the_browser_finishes_and_survives_a_reload(sample_ws) -> None:  # type: ignore[no-untyped-def]
