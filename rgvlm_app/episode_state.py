@@ -37,7 +37,7 @@ class K:
     URL = "episodes.url"  # dict | None: the URL's view on arrival, until the run pickers apply it
     PINNED = "episodes.pinned"  # bool: the URL asked for this episode (filters do not replace it)
     LIST_SIG = "episodes.list_sig"  # the filters and order of the last run (to see them change)
-    OVERRIDE_ERROR = "episodes.override_error"  # str | None: why the last override was refused
+    OVERRIDE_SAVES = "episodes.override_saves"  # int: overrides saved (names the form's inputs)
     # widgets
     SLIDER = "episodes.w.slider"
     PREV = "episodes.w.prev"
@@ -71,7 +71,7 @@ DEFAULTS: dict[str, Any] = {
     K.URL: None,
     K.PINNED: False,
     K.LIST_SIG: None,
-    K.OVERRIDE_ERROR: None,
+    K.OVERRIDE_SAVES: 0,
 }
 NO_RUN = "(none)"
 URL_NO_RUN = "none"

@@ -156,14 +156,14 @@ def override_form(
     """Set a person's score for the current step of the chosen run (a reason is required).
 
     The inputs keep what was typed until an override is saved: a refused one (no reason) shows
-    why and leaves the score as typed. Keys name the run, episode and step, so moving to another
-    step starts from that step's score.
+    why and leaves the score as typed. Keys name the run, episode, step and the number of overrides
+    saved in this session, so moving to another step, or saving, starts afresh from the step's score.
     """
     row = next((r for r in labels if r["t"] == step), None)
     if row is None:
         st.caption(f"Run {md_escape(run_id)} has no label for step {step}; nothing to override.")
         return
-    suffix = f"{run_id}:{ep.episode_id}:{step}"
+    suffix = f"{run_id}:{ep.episode_id}:{step}:{st.session_state[K.OVERRIDE_SAVES]}"
     score_key, reason_key = f"{K.OVERRIDE_SCORE}:{suffix}", f"{K.OVERRIDE_REASON}:{suffix}"
     with st.form(K.OVERRIDE, clear_on_submit=False, border=True):
         st.markdown(f"**Override step {step}** of {md_escape(run_id)}")
@@ -176,19 +176,19 @@ def override_form(
             st.caption(f"Overridden: the run said {row['run_score']}; reason: {why}")
         submitted = st.form_submit_button("Save override", icon=":material/edit:")
     if submitted:
-        _save_override(reader, ep, step, run_id, score_key, reason_key)
+        _save_override(
+            reader, ep, step, run_id, int(st.session_state[score_key]), st.session_state[reason_key]
+        )
 
 
 def _save_override(
-    reader: StoreReader, ep: EpisodeView, step: int, run_id: str, score_key: str, reason_key: str
+    reader: StoreReader, ep: EpisodeView, step: int, run_id: str, score: int, reason: str
 ) -> None:
-    score = int(st.session_state[score_key])
     try:
-        add_override(reader.workspace, run_id, ep.episode_id, step, score, st.session_state[reason_key])
+        add_override(reader.workspace, run_id, ep.episode_id, step, score, reason)
     except RGVLMError as exc:
         st.error(str(exc))  # the inputs keep the typed score and reason
         return
-    for key in (score_key, reason_key):  # the next visit of this step starts from its new score
-        del st.session_state[key]
+    st.session_state[K.OVERRIDE_SAVES] += 1  # new inputs: from the new score, with no reason
     flash(f"Step {step} of {run_id} overridden to {score}.")
     st.rerun(scope="app")  # the list's means and every panel read the new label

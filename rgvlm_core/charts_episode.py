@@ -23,6 +23,7 @@ FAILED_COLOUR = "#E45756"
 OVERRIDDEN_COLOUR = "#B279A2"
 SPARSE_COLOUR = "#54A24B"
 CURSOR_COLOUR = "#262730"
+LABEL_COLOUR = "#31333F"
 SUBTASK_KIND_COLOURS: dict[str, str] = dict(
     zip(
         SUBTASK_KINDS,
@@ -252,7 +253,7 @@ def subtask_bands(subtasks: Sequence[Mapping[str, Any]], n_steps: int) -> tuple[
         )
         annotations.append(
             {
-                "text": text,
+                "text": f"<span style='color:{colour}'>■</span> {text}",  # the band's colour, readable text
                 "x": (first + last) / 2,
                 "xref": "x",
                 "y": LABEL_Y + (LABEL_ROW_SHARE if crowded and i % 2 else 0.0),
@@ -260,7 +261,7 @@ def subtask_bands(subtasks: Sequence[Mapping[str, Any]], n_steps: int) -> tuple[
                 "xanchor": "center",
                 "yanchor": "bottom",
                 "showarrow": False,
-                "font": {"size": 11, "color": colour},
+                "font": {"size": 11, "color": LABEL_COLOUR},
             }
         )
     return shapes, annotations

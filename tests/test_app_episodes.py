@@ -357,7 +357,11 @@ def test_reward_timeline_puts_subtask_labels_above_the_plot_where_no_point_is() 
     ]
     fig = reward_timeline(steps, _labels(["ok"] * 30), subtasks=subtasks, cursor=4).to_plotly_json()
     labels = fig["layout"]["annotations"]
-    assert [a["text"] for a in labels] == ["1 Pickup", "2 Heat", "3 Put (not completed)"]
+    assert [a["text"].split("</span> ")[-1] for a in labels] == [
+        "1 Pickup",
+        "2 Heat",
+        "3 Put (not completed)",
+    ]
     for label in labels:  # in paper coordinates, anchored at their bottom on or above the plot's top edge
         assert (label["yref"], label["yanchor"]) == ("paper", "bottom") and label["y"] >= 1
     assert labels[0]["y"] != labels[1]["y"]  # neighbours too narrow for their labels take two rows

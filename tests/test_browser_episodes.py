@@ -154,6 +154,9 @@ def exercise(page: Any, url: str, runs: list[str]) -> None:
         page.screenshot(path=str(ARTIFACTS / "episodes-override.png"))
         assert shown_step(page) == 12
         page.get_by_text("Overridden: the run said").first.wait_for()
+        form = page.locator("[data-testid='stForm']")  # saved: the inputs start again from the new score
+        assert form.get_by_label("Reason (required)").input_value() == ""
+        assert form.locator("input[type='number']").input_value() == "3"
         assert timeline_steps(page, run=0, signal="overridden") == [12]
         page.get_by_text("Stage one").first.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "episodes-analysis.png"))
