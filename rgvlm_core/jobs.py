@@ -9,6 +9,8 @@ A job whose process is gone without an exit.json was killed or crashed and shows
 running forever; the process's start time guards against a recycled pid. A job outlives the browser
 tab (and the dashboard process) that started it. Cancel sends SIGTERM to the job's process group;
 the command stops cleanly (a label run commits what it has finished), or is killed after a timeout.
+job.json records the arguments with credentials masked (rgvlm_core.redact): a key inside a
+`--base-url` reaches the process, never the workspace.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from rgvlm_core.errors import RGVLMError
+from rgvlm_core.redact import redact_args
 from rgvlm_core.workspace import Workspace
 from rgvlm_core.workspace.files import atomic_write_bytes
 
@@ -94,7 +97,7 @@ def start_job(workspace: Workspace, args: list[str], *, name: str) -> Job:
     record = {
         "job_id": job_id,
         "name": name,
-        "args": list(args),
+        "args": redact_args(args),  # the process got the real ones; the record keeps no key
         "pid": proc.pid,
         "pid_start": _start_time(proc.pid),
         "started_at": _now(),

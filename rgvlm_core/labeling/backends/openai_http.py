@@ -10,7 +10,9 @@ attempts with exponential backoff and jitter (honouring `Retry-After`, capped). 
 (not JSON, no choices, content not a string) is retried once within that budget, since a server
 under load or a proxy in front of it can cut or replace an answer. Other 4xx fail at once with the
 server's message. Nothing touches the network at import or construction time; the API key comes
-from the environment only and never appears in `describe()` or the logs.
+from the environment only and never appears in `describe()` or the logs; a key written into a base
+URL (`http://user:KEY@host/v1`, `?api_key=KEY`) is used for the requests and masked (rgvlm_core.redact)
+in `describe()`, error reasons and logs.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import random
 import time
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 import orjson
@@ -39,6 +41,7 @@ from rgvlm_core.labeling.backends.base import (
     ImagePart,
     Message,
 )
+from rgvlm_core.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -153,17 +156,43 @@ def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _redact(url: str) -> str:
-    """A base URL without user:password, for describe() and logs."""
+def endpoint_url(base_url: str, path: str = "chat/completions") -> str:
+    """`path` appended to the base URL's path; its query (e.g. `?api-version=...`) is kept after it."""
+    parts = urlsplit(base_url)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/" + path))
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be a server's base URL (None when it can)."""
+    if not url.startswith(("http://", "https://")):
+        return "not an http(s) URL"
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port  # port: ValueError when not a number in range
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    return None if host else "no host"
+
+
+def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
+    """(the URL without `user:password@`, the (user, password) for HTTP basic auth, or None).
+
+    The credentials travel in the Authorization header as before, but the URL that HTTP libraries
+    log and put in their errors no longer holds them.
+    """
     parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=host))
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=host)), (unquote(user), unquote(password))
 
 
 class _AttemptError(Exception):
     """Why one HTTP attempt failed. kind: transient | malformed | schema | fatal."""
 
     def __init__(self, reason: str, kind: str, retry_after: float | None = None) -> None:
+        reason = redact(reason)  # it ends up in stored labels, logs and error lines
         super().__init__(reason)
         self.reason = reason
         self.kind = kind
@@ -184,15 +213,17 @@ class OpenAIBackend:
     def __init__(self, config: BackendConfig) -> None:
         if not config.model:
             raise UsageError("the openai backend needs a model name: set model to a name the server serves")
-        if not config.base_urls or not all(u.startswith(("http://", "https://")) for u in config.base_urls):
+        bad = [u for u in config.base_urls if url_problem(u)] if config.base_urls else [""]
+        if bad:
             raise UsageError(
-                f"base_urls must be http(s) URLs such as http://127.0.0.1:8000/v1, got {config.base_urls!r}"
+                f"base URL {redact(repr(bad[0]))}: {url_problem(bad[0]) or 'none given'}; "
+                "give an http(s) URL such as http://127.0.0.1:8000/v1"
             )
         if config.concurrency < 1 or config.max_retries < 0:
             raise UsageError("concurrency must be at least 1 and max_retries at least 0")
         self.config = config
         self.model = config.model
-        self._endpoints = [u.rstrip("/") + "/chat/completions" for u in config.base_urls]
+        self._endpoints = [split_userinfo(endpoint_url(u)) for u in config.base_urls]
         self._next_endpoint = itertools.cycle(self._endpoints).__next__
         self._key_set = bool(os.environ.get(config.api_key_env))
         self._schema_ok = True  # cleared in auto mode once a server rejects response_format
@@ -263,23 +294,24 @@ class OpenAIBackend:
 
     async def _attempt(self, body: bytes, schema: bool) -> dict[str, Any]:
         """One HTTP exchange under the concurrency bound: the ChatResult fields, or _AttemptError."""
-        url = self._next_endpoint()
+        url, userinfo = self._next_endpoint()
+        auth = httpx.BasicAuth(*userinfo) if userinfo else httpx.USE_CLIENT_DEFAULT
         async with self._semaphore:
             start = time.perf_counter()
             try:
-                response = await self._client.post(url, content=body, headers=_JSON_HEADERS)
+                response = await self._client.post(url, content=body, headers=_JSON_HEADERS, auth=auth)
             except httpx.TimeoutException:
                 raise _AttemptError(
-                    f"no answer within {self.config.timeout_s:g}s from {_redact(url)}", "transient"
+                    f"no answer within {self.config.timeout_s:g}s from {redact(url)}", "transient"
                 ) from None
             except httpx.TransportError as exc:
-                raise _AttemptError(f"cannot reach {_redact(url)}: {exc!r}", "transient") from None
+                raise _AttemptError(f"cannot reach {redact(url)}: {exc!r}", "transient") from None
             latency = time.perf_counter() - start
         if response.status_code == 200:
             try:
                 text, model, prompt, completion = parse_completion(response.content)
             except ValueError as exc:
-                raise _AttemptError(f"malformed answer from {_redact(url)}: {exc}", "malformed") from None
+                raise _AttemptError(f"malformed answer from {redact(url)}: {exc}", "malformed") from None
             return {
                 "text": text,
                 "model": model or self.model,
@@ -287,7 +319,7 @@ class OpenAIBackend:
                 "completion_tokens": completion,
                 "latency_s": latency,
             }
-        raise self._status_error(response, _redact(url), schema)
+        raise self._status_error(response, redact(url), schema)
 
     def _status_error(self, response: httpx.Response, url: str, schema: bool) -> _AttemptError:
         status, message = response.status_code, self._scrub(error_message(response))
@@ -312,14 +344,15 @@ class OpenAIBackend:
     def _scrub(self, text: str) -> str:
         """`text` without the API key, should a server echo it back."""
         key = self._client.headers.get("authorization", "").removeprefix("Bearer ")
-        return text.replace(key, "***") if key else text
+        return redact(text.replace(key, "***") if key else text)
 
     def describe(self) -> dict[str, Any]:
         """What makes the answers; no key, no URL credentials."""
         return {
             "backend": self.name,
             "model": self.model,
-            "base_urls": [_redact(u) for u in self.config.base_urls],
+            # without userinfo at all (as runs have always recorded it), other keys masked
+            "base_urls": [redact(split_userinfo(u)[0]) for u in self.config.base_urls],
             "json_schema": self.config.json_schema,
             "max_retries": self.config.max_retries,
             "extra": dict(self.config.extra),
