@@ -6,15 +6,15 @@ free of CLI and UI frameworks. Heavy imports happen inside commands so `rgvlm in
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 import typer
 
 from rgvlm_core.cli import app_cmd, data_cmds, experiment_cmds, label_cmds, rl_cmds, sim_cmds, store_cmds
-from rgvlm_core.cli.common import err_console, set_workspace_path
+from rgvlm_core.cli.common import configure_logging, err_console, quiet_library_progress, set_workspace_path
 from rgvlm_core.errors import RGVLMError
+from rgvlm_core.redact import redact
 
 app = typer.Typer(
     name="rgvlm",
@@ -37,7 +37,7 @@ def _root(
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
 ) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(name)s: %(message)s")
+    configure_logging(verbose)
     set_workspace_path(workspace)
 
 
@@ -54,9 +54,11 @@ def main() -> None:
     """Entry point: user errors become one red line and exit code 1; bugs keep their traceback.
 
     Run as a job (RGVLM_JOB_DIR set), it also records how it ended, and SIGTERM stops it cleanly.
+    Error lines and recorded errors pass through `redact`: they may quote a URL holding a key.
     """
     from rgvlm_core.jobs import JobCancelled, install_job_handlers, record_exit
 
+    quiet_library_progress()
     install_job_handlers()
     try:
         app()
@@ -65,13 +67,16 @@ def main() -> None:
         record_exit("done" if code == 0 else "failed", code, None if code == 0 else f"exit code {code}")
         raise
     except RGVLMError as exc:
-        record_exit("failed", 1, str(exc))
-        err_console.print(f"error: {exc}", style="bold red", markup=False, highlight=False, soft_wrap=True)
+        message = redact(str(exc))
+        record_exit("failed", 1, message)
+        err_console.print(
+            f"error: {message}", style="bold red", markup=False, highlight=False, soft_wrap=True
+        )
         sys.exit(1)
     except JobCancelled:
         record_exit("cancelled", 143, "cancelled")
         err_console.print("cancelled", style="yellow")
         sys.exit(143)
     except BaseException as exc:
-        record_exit("failed", 1, f"{type(exc).__name__}: {exc}")
+        record_exit("failed", 1, redact(f"{type(exc).__name__}: {exc}"))
         raise

@@ -5,12 +5,21 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from rgvlm_core.cli.common import console, err_console, open_workspace, print_json, progress_bar
 from rgvlm_core.errors import RGVLMError, UsageError
+from rgvlm_core.redact import redact
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from rgvlm_core.labeling.runs import RunProgress
+    from rgvlm_core.workspace import Workspace
 
 prompts_app = typer.Typer(help="Prompt versions of the two RG-VLM stages.")
 NO_LVLM = (
@@ -89,7 +98,6 @@ def label(
     """Label the steps of the workspace's episodes with rewards (resumable, cached, with progress)."""
 
     from rgvlm_core.catalog import EpisodeFilter
-    from rgvlm_core.jobs import JobCancelled, cancel_requested, cooperative, report_progress
     from rgvlm_core.labeling.factory import LabelSpec, build_labeller, default_run_name
     from rgvlm_core.labeling.runs import RunConfig, label_run
 
@@ -133,34 +141,69 @@ def label(
         filters=flt,
         concurrency=concurrency,
         use_cache=not no_cache,
-        command=" ".join(["rgvlm", *sys.argv[1:]]),
+        command=redact(" ".join(["rgvlm", *sys.argv[1:]])),  # a key inside --base-url is not stored
         flush_every=flush_every,
     )
-    last = None
     with progress_bar(f"labelling {config.name}") as bar:
-        task = bar.add_task("label", total=None, info="")
+        last = _run_with_bar(bar, label_run(ws, built, config, prompt_id))
+        _summarize(ws, last)  # inside the bar: an error erases it
+
+
+def _run_with_bar(bar: Progress, run: Iterator[RunProgress]) -> RunProgress:
+    """Drive a label run, showing and reporting its progress; stops cleanly when cancelled."""
+    from rgvlm_core.jobs import JobCancelled, cancel_requested, cooperative, report_progress
+
+    task = bar.add_task("label", total=None, info="")
+    last = None
+    try:
         with cooperative():
-            for last in label_run(ws, built, config, prompt_id):
+            for last in run:
                 info = f"ok {last.ok} failed {last.failed} cached {last.cached}"
                 bar.update(task, completed=last.done, total=last.total, info=info)
                 report_progress(last.done, last.total, info)
                 if cancel_requested():
-                    break  # closing the run commits the segments already finished
+                    break
+    finally:
+        close = getattr(run, "close", None)
+        if close is not None:
+            close()  # closing the run commits the segments already finished, now
     if cancel_requested():
         raise JobCancelled()
-    if last is None:
+    if last is None or last.total == 0:
         raise RGVLMError("no segments to label: the filters match no episode with steps")
+    return last
+
+
+def _summarize(ws: Workspace, last: RunProgress) -> None:
+    """The run's one-line summary; an error when no step of the run has a label."""
     cost = f", cost {last.cost:.4f}" if last.cost is not None else ""
     console.print(
-        f"run {config.name}: {last.done} of {last.total} segments labelled "
+        f"run {last.run_id}: {last.done} of {last.total} segments labelled "
         f"({last.skipped} from an earlier attempt, "
         f"{last.cached} from the cache), {last.ok} ok, {last.failed} failed; {last.calls} model calls, "
         f"{last.prompt_tokens + last.completion_tokens} tokens{cost}",
-        markup=False,
         soft_wrap=True,
     )
-    if last.failed and last.last_error:
-        err_console.print(f"last failure: {last.last_error}", style="yellow", markup=False, soft_wrap=True)
+    last_error = redact(last.last_error) if last.last_error else None
+    if last.ok == 0 and _ok_steps(ws, last) == 0:
+        why = f"; last failure: {last_error}" if last_error else ""
+        raise RGVLMError(f"run {last.run_id}: no step got a label (every segment failed){why}")
+    if last.failed and last_error:
+        err_console.print(f"last failure: {last_error}", style="yellow", soft_wrap=True)
+
+
+def _ok_steps(ws: Workspace, last: RunProgress) -> int:
+    """Steps of the run labelled ok, counting an earlier attempt's (read only when it matters)."""
+    if last.skipped == 0:
+        return 0  # this attempt did every segment, and none was ok
+    from rgvlm_core.labeling.store import label_runs as runs
+
+    reader = ws.reader()
+    try:
+        row = next((r for r in runs(reader) if r["run_id"] == last.run_id), None)
+    finally:
+        reader.close()
+    return 0 if row is None else int(row["ok_steps"])
 
 
 def label_runs(as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:

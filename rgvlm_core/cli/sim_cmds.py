@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rgvlm_core.cli.common import console, err_console, print_json, progress_bar
+from rgvlm_core.cli.common import console, print_json, progress_bar
 
 sim_app = typer.Typer(help="The embedded household simulator: generate datasets, evaluate policies.")
 
@@ -50,6 +50,7 @@ def generate(
         frames=frames,
         split=split,
     )
+    _check_out_folder(out)
     steps = 0
     with progress_bar("generating") as progress:
         task = progress.add_task("generate", total=episodes, info="")
@@ -60,6 +61,21 @@ def generate(
     console.print(
         f"wrote {episodes} episodes ({steps} steps) to {out}; import with: rgvlm import {out}", markup=False
     )
+
+
+def _check_out_folder(out: Path) -> None:
+    """A path we can create a dataset folder at, or one line saying why not (before any work)."""
+    from rgvlm_core.errors import UsageError
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file; give a new folder to write the dataset to")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise UsageError(
+            f"--out {out}: cannot create the folder ({reason}); give a folder you can write"
+        ) from None
 
 
 @sim_app.command()
@@ -92,10 +108,8 @@ def evaluate(
         condition=condition,  # type: ignore[arg-type]  # checked above
         seed=seed,
     )
-    from rich.progress import Progress
-
-    with Progress(console=err_console, transient=True) as progress:
-        task = progress.add_task("evaluating", total=len(chosen) * episodes_per_length)
+    with progress_bar("evaluating", transient=True) as progress:
+        task = progress.add_task("evaluate", total=len(chosen) * episodes_per_length, info="")
         results = []
         for result in run(policy, config):
             results.append(result)
