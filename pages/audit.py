@@ -13,7 +13,6 @@ from rgvlm_app.nav import require_navigation
 from rgvlm_app.state import store_reader
 from rgvlm_app.text import md_escape
 from rgvlm_core.charts_audit import run_colours
-from rgvlm_core.labeling.store import label_runs
 
 require_navigation()
 
@@ -22,7 +21,7 @@ reader = store_reader()
 if reader is None:
     st.stop()
 aw.init_state()
-run_ids = [r["run_id"] for r in label_runs(reader)]  # oldest first
+run_ids: list[str] = aw.computed(reader, "run_ids")  # oldest first
 if not run_ids:
     st.info(aw.NO_RUNS)
     st.stop()

@@ -74,6 +74,13 @@ def _labelled(reader: StoreReader, run_id: str, dataset: str) -> bool:
     )
 
 
+def run_ids(reader: StoreReader) -> list[str]:
+    """Every label run, oldest first (the order that gives each run its colour)."""
+    return [
+        str(r["run_id"]) for r in reader.rows("SELECT run_id FROM label_runs ORDER BY created_at, run_id")
+    ]
+
+
 def run_datasets(reader: StoreReader) -> dict[str, dict[str, int]]:
     """Steps each run labelled per dataset ({run: {dataset: steps}}); runs with no label are absent."""
     coverage: dict[str, dict[str, int]] = {}
