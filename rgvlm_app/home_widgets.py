@@ -128,8 +128,19 @@ def _data_card(counts: dict[str, Any]) -> None:
     st.page_link("pages/episodes.py", label="Browse episodes", icon=":material/movie:")
 
 
-def _labels_card(reader: StoreReader, datasets: list[str]) -> None:
+@st.cache_data(show_spinner=False, max_entries=8)
+def _run_datasets(root: str, snapshot: int, _reader: StoreReader) -> dict[str, dict[str, int]]:
     from rgvlm_core.audit import run_datasets
+
+    return run_datasets(_reader)
+
+
+def _coverage(reader: StoreReader) -> dict[str, dict[str, int]]:
+    """Steps each run labelled per dataset, cached per store snapshot (it reads every label)."""
+    return _run_datasets(str(reader.workspace.root), reader.workspace.snapshot().version, reader)
+
+
+def _labels_card(reader: StoreReader, datasets: list[str]) -> None:
     from rgvlm_core.labeling.store import label_runs
 
     st.markdown("**Labels**")
@@ -143,9 +154,10 @@ def _labels_card(reader: StoreReader, datasets: list[str]) -> None:
             f"Newest: {md_code(newest['run_id'])} · {who}{model} · "
             f"{newest['ok_steps']:,} steps scored, {newest['failed_steps']:,} failed"
         )
-        note = partial_runs_note(run_datasets(reader), [r["run_id"] for r in runs], datasets)
-        if note:
-            st.caption(note)
+        if len(datasets) > 1:
+            note = partial_runs_note(_coverage(reader), [r["run_id"] for r in runs], datasets)
+            if note:
+                st.caption(note)
     model = os.environ.get("RGVLM_MODEL")
     if model:
         st.caption(f"LVLM configured: {md_code(model)} (RGVLM_MODEL)")
