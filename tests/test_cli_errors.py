@@ -158,3 +158,39 @@ def test_info_does_not_import_torch(tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.stdout.strip() == "False", result.stderr
+
+
+@pytest.mark.parametrize("command", ["report", "experiment"])
+def test_a_report_path_in_a_missing_folder_is_refused_before_any_work(
+    sample_ws, tmp_path: Path, command: str
+) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "missing" / "report.html"
+    if command == "report":
+        args = ["report", "some-experiment", "--out", str(out)]
+    else:
+        args = ["experiment", "-m", "sparse", "--seeds", "1", "--steps", "1", "-k", "1", "--encoder", "hash"]
+        args += ["--conditions", "default", "--report", str(out)]
+    line = one_red_line(rgvlm("-w", str(sample_ws.root), *args))
+    assert str(out) in line and "does not exist" in line
+    reader = sample_ws.reader()
+    try:
+        assert reader.scalar("SELECT count(*) FROM train_runs") == 0
+    finally:
+        reader.close()
+
+
+def test_a_workspace_the_user_may_not_open_is_a_workspace_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rgvlm_core.cli import common
+    from rgvlm_core.errors import WorkspaceError
+
+    def refuse(path: Path, *, create: bool) -> None:
+        raise PermissionError(13, "Permission denied", str(path / "store"))
+
+    monkeypatch.setattr(common.Workspace, "open", refuse)
+    common.set_workspace_path(tmp_path / "locked")
+    with pytest.raises(
+        WorkspaceError, match=r"locked: cannot open the workspace \(Permission denied: .*store\)"
+    ):
+        common.open_workspace(create=True)

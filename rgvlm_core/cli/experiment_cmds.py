@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -46,6 +47,8 @@ def experiment(
     from rgvlm_core.rl.config import IQLConfig, with_overrides
     from rgvlm_core.rl.experiment import ExperimentSpec, run_experiment
 
+    if report is not None:
+        check_report_path(report)  # before the training, not after it
     ws = open_workspace(create=False)
     spec = ExperimentSpec(
         methods=tuple(_csv(methods)),
@@ -80,7 +83,21 @@ def report_cmd(
     ),
 ) -> None:
     """Write the self-contained HTML report of an experiment's finished runs."""
+    check_report_path(out)
     _write(open_workspace(create=False), experiment_id, out)
+
+
+def check_report_path(out: Path) -> None:
+    """A file path the report (and its .csv beside it) can be written to, or one line saying why not."""
+    from rgvlm_core.errors import UsageError
+
+    if out.is_dir():
+        raise UsageError(f"report path {out}: is a folder; give a file name such as {out / 'report.html'}")
+    folder = out.parent
+    if not folder.is_dir():
+        raise UsageError(f"report path {out}: folder {folder} does not exist; create it or choose another")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"report path {out}: cannot write in {folder}; choose another folder")
 
 
 def experiments(as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
