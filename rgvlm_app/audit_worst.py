@@ -21,19 +21,18 @@ from rgvlm_core.workspace import StoreReader
 
 TABLE = "audit.worst"  # session key of the table (its selection is the click)
 EPISODES_PAGE = "pages/episodes.py"
-# Column titles, in the order shown.
-RANK, MEAN, GOAL, TASK_TYPE, SUBTASKS, STEP, SCORES, MAX, EPISODE = (
+# Column titles, in the order shown (the scores at the worst step say its |difference|).
+RANK, MEAN, GOAL, TASK_TYPE, SUBTASKS, STEP, SCORES, EPISODE = (
     "rank",
     "mean |diff|",
     "goal",
     "task type",
     "subtasks",
     "worst step",
-    "run vs reference there",
-    "max |diff|",
+    "scores there",
     "episode",
 )
-COLUMNS = (RANK, MEAN, GOAL, TASK_TYPE, SUBTASKS, STEP, SCORES, MAX, EPISODE)
+COLUMNS = (RANK, MEAN, GOAL, TASK_TYPE, SUBTASKS, STEP, SCORES, EPISODE)
 
 
 def episode_params(episode_id: str, step: int, run: str, reference: str) -> dict[str, str]:
@@ -52,7 +51,6 @@ def table_rows(ranking: list[dict[str, Any]]) -> list[dict[str, Any]]:
             SUBTASKS: r["n_subtasks"],
             STEP: r["worst_step"],
             SCORES: f"{r['worst_score']} vs {r['worst_reference']}",
-            MAX: r["max_abs_diff"],
             EPISODE: r["episode_id"],
         }
         for i, r in enumerate(ranking, start=1)
@@ -64,14 +62,15 @@ _CONFIG = {
     MEAN: st.column_config.NumberColumn(
         format="%.2f", width=90, pinned=True, help="mean |score − reference score| over the steps both scored"
     ),
-    GOAL: st.column_config.TextColumn(width="large"),
-    TASK_TYPE: st.column_config.TextColumn(width="medium"),
+    GOAL: st.column_config.TextColumn(width=330),
+    TASK_TYPE: st.column_config.TextColumn(width=170),
     SUBTASKS: st.column_config.NumberColumn(width=70),
     STEP: st.column_config.NumberColumn(
         width=80, help="the step of the largest |difference| (earliest on ties)"
     ),
-    SCORES: st.column_config.TextColumn(width="small", help="the two scores at the worst step"),
-    MAX: st.column_config.NumberColumn(width=80),
+    SCORES: st.column_config.TextColumn(
+        width=90, help="the run's score vs the reference's at the worst step"
+    ),
     EPISODE: st.column_config.TextColumn(width="large"),
 }
 

@@ -2,8 +2,8 @@
 
 Pure functions: figures from the tables of `rgvlm_core.audit` (or plain sequences), nothing read from
 the store. A run keeps one colour on every chart: the reference run a fixed dark grey, the others
-the palette in the order the runs were created. Run names are data: they reach the figure through
-`plotly_escape` and never inside a hover template.
+the palette by their place in the order the runs were created. Run names are data: they reach the
+figure through `plotly_escape` and never inside a hover template.
 """
 
 from __future__ import annotations
@@ -22,9 +22,12 @@ _MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
 
 
 def run_colours(run_ids: Sequence[str], reference_id: str | None = None) -> dict[str, str]:
-    """A colour per run: `run_ids` in creation order (so colours stay put as runs are added)."""
-    others = [r for r in run_ids if r != reference_id]
-    colours = {r: _PALETTE[i % len(_PALETTE)] for i, r in enumerate(others)}
+    """A colour per run: `run_ids` in creation order, the reference grey.
+
+    A run's colour depends on its place among all runs only, so it stays put as runs are added and
+    whichever run (or dataset, with its own reference) is chosen as the yardstick.
+    """
+    colours = {r: _PALETTE[i % len(_PALETTE)] for i, r in enumerate(run_ids)}
     if reference_id is not None:
         colours[reference_id] = REFERENCE_COLOUR
     return colours

@@ -141,7 +141,7 @@ def test_the_worst_episodes_table_puts_the_ranking_first_and_names_each_episode(
     [frame] = at.dataframe
     order = list(frame.proto.column_order)
     assert order[:2] == [worst.RANK, worst.MEAN]  # the ranking, left and pinned: never off-screen
-    assert {worst.GOAL, worst.TASK_TYPE, worst.SUBTASKS, worst.STEP, worst.MAX} <= set(order)
+    assert {worst.GOAL, worst.TASK_TYPE, worst.SUBTASKS, worst.STEP, worst.SCORES} <= set(order)
     config = json.loads(frame.proto.columns)
     assert all(config[c].get("pinned") for c in order[:2])
     table = frame.value
@@ -150,6 +150,7 @@ def test_the_worst_episodes_table_puts_the_ranking_first_and_names_each_episode(
     assert list(table[worst.GOAL]) == [r["goal"] for r in expected]
     assert list(table[worst.STEP]) == [r["worst_step"] for r in expected]
     assert list(table[worst.SUBTASKS]) == [r["n_subtasks"] for r in expected]
+    assert list(table[worst.SCORES]) == [f"{r['worst_score']} vs {r['worst_reference']}" for r in expected]
 
 
 def test_one_click_on_a_worst_episode_opens_it_in_place_beside_the_reference_at_its_worst_step(

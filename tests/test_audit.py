@@ -156,9 +156,10 @@ def test_the_ranking_names_goal_task_type_subtasks_and_the_earliest_step_of_larg
         episode = episodes[row["episode_id"]]
         for column in ("goal", "task_type", "n_subtasks", "dataset"):
             assert row[column] == episode[column]
-    assert sum(
-        1 for r in ranking if (diffs[diffs.episode_id == r["episode_id"]].d == r["max_abs_diff"]).sum() > 1
-    )
+    tied = [
+        r for r in ranking if (diffs[diffs.episode_id == r["episode_id"]].d == r["max_abs_diff"]).sum() > 1
+    ]
+    assert tied  # some episodes tie on their largest difference: the earliest-step rule is exercised
 
 
 def test_worst_step_of_an_episode_is_where_run_and_reference_differ_most(labelled) -> None:  # type: ignore[no-untyped-def]
@@ -255,3 +256,12 @@ def test_chart_text_taken_from_data_is_escaped_for_plotly() -> None:
     assert RUN_WITH_MARKUP not in dist["hovertemplate"]  # a %{...} in an id cannot reach the template
     scatter = charts_audit.score_scatter([1], [2], name_a="A: <i>r</i>", name_b="B").to_dict()["layout"]
     assert scatter["xaxis"]["title"]["text"] == "A: &lt;i&gt;r&lt;/i&gt;"
+
+
+def test_a_run_keeps_its_colour_whichever_run_is_the_reference() -> None:
+    from rgvlm_core.charts_audit import REFERENCE_COLOUR, run_colours
+
+    runs = ["ref-a", "ref-b", "lvlm"]
+    with_a, with_b, without = run_colours(runs, "ref-a"), run_colours(runs, "ref-b"), run_colours(runs)
+    assert with_a["lvlm"] == with_b["lvlm"] == without["lvlm"]
+    assert with_a["ref-b"] == without["ref-b"] and with_a["ref-a"] == with_b["ref-b"] == REFERENCE_COLOUR
