@@ -2,8 +2,10 @@
 
 Every cached read is keyed by `stamp(reader, tables...)`, which changes whenever one of those tables
 gets a new shard, so labels written by a CLI run or an override show on the next run. Reads of one
-episode filter on equality (`episode_id = ?`, `trajectory_id = ?`) so DuckDB prunes Parquet row
-groups instead of scanning whole tables; per-step work is then plain Python over small lists.
+episode filter on equality (`episode_id = ?`, `trajectory_id = ?`), and the labels and analyses of
+an episode, spread over hundreds of shards, are read from the few shards that can hold it
+(`episode_shards`), one query for every run at once. Per-step work is then plain Python over
+small lists.
 
 Results are cached with `st.cache_resource` (one shared object, no copy per hit): every value
 returned here is treated as read-only by the page.
@@ -17,9 +19,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import streamlit as st
 
+from rgvlm_app.episode_shards import shards_holding
 from rgvlm_core.audit import episode_table, reference_run
 from rgvlm_core.catalog import EpisodeFilter, get_episode
 from rgvlm_core.labeling.types import SCORE_MAX
@@ -32,13 +36,10 @@ _SNAPSHOTS: dict[str, tuple[tuple[int, int, int], Snapshot, dict[tuple[str, ...]
 _SNAPSHOTS_LOCK = threading.Lock()
 
 
-def stamp(reader: StoreReader, *tables: str) -> Stamp:
-    """A cache key that changes whenever any of `tables` changes in the store.
+def _current(reader: StoreReader) -> tuple[tuple[int, int, int], Snapshot, dict[tuple[str, ...], str]]:
+    """The store's snapshot, parsed again only when HEAD.json changes (one stat per call).
 
-    Short (the workspace and a digest of the tables' shard names), so hashing it on every cached
-    call costs nothing, even with hundreds of label shards. HEAD.json is parsed again only when it
-    changes (one stat per call), and read from the file, not through the shared reader, which
-    other sessions' threads use.
+    Read from the file, not through the shared reader, which other sessions' threads use.
     """
     ws = reader.workspace
     stat = ws.head_path.stat()
@@ -50,11 +51,34 @@ def stamp(reader: StoreReader, *tables: str) -> Stamp:
         known = (head, ws.snapshot(), {})
         with _SNAPSHOTS_LOCK:
             _SNAPSHOTS[root] = known
-    digests = known[2]
+    return known
+
+
+def stamp(reader: StoreReader, *tables: str) -> Stamp:
+    """A cache key that changes whenever any of `tables` changes in the store.
+
+    Short (the workspace and a digest of the tables' shard names), so hashing it on every cached
+    call costs nothing, even with hundreds of label shards.
+    """
+    _, snap, digests = _current(reader)
     if tables not in digests:
-        files = repr([known[1].files(t) for t in tables]).encode()
+        files = repr([snap.files(t) for t in tables]).encode()
         digests[tables] = hashlib.blake2b(files, digest_size=12).hexdigest()
-    return root, digests[tables]
+    return str(reader.workspace.root), digests[tables]
+
+
+def _episode_rows(
+    reader: StoreReader, table: str, episode_id: str, sql: str, params: list[Any]
+) -> list[dict]:
+    """Rows of one episode from `table`: `sql` reads it as `{src}` after the parameters `params`
+    (which come first), from only the shards that can hold the episode (see episode_shards)."""
+    paths = shards_holding(reader.workspace, _current(reader)[1].files(table), episode_id)
+    if not paths:
+        return []
+    try:
+        return reader.rows(sql.format(src="read_parquet(?)"), [*params, paths, episode_id])
+    except duckdb.IOException:  # a compaction removed a shard since the snapshot was read
+        return reader.rows(sql.format(src=table), [*params, episode_id])
 
 
 # -- one episode -----------------------------------------------------------------------------------
@@ -131,7 +155,7 @@ _LABELS_SQL = f"""
            (coalesce(o.score, l.score) / {SCORE_MAX})::FLOAT AS reward,
            CASE WHEN o.score IS NOT NULL THEN 'overridden' ELSE l.status END AS status,
            l.score AS run_score, l.reason, o.reason AS override_reason
-    FROM labels l LEFT JOIN o USING (run_id, t)
+    FROM {{src}} l LEFT JOIN o USING (run_id, t)
     WHERE l.episode_id = ?
     ORDER BY l.run_id, l.t
 """
@@ -146,7 +170,7 @@ def _by_run(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 @st.cache_resource(max_entries=128, show_spinner=False)
 def _episode_labels(_reader: StoreReader, key: Stamp, episode_id: str) -> dict[str, list[dict[str, Any]]]:
-    return _by_run(_reader.rows(_LABELS_SQL, [episode_id, episode_id]))
+    return _by_run(_episode_rows(_reader, "labels", episode_id, _LABELS_SQL, [episode_id]))
 
 
 def episode_labels(reader: StoreReader, episode_id: str) -> dict[str, list[dict[str, Any]]]:
@@ -168,13 +192,11 @@ def runs_labelling(reader: StoreReader, episode_id: str) -> dict[str, int]:
 
 @st.cache_resource(max_entries=128, show_spinner=False)
 def _episode_analyses(_reader: StoreReader, key: Stamp, episode_id: str) -> dict[str, list[dict[str, Any]]]:
-    return _by_run(
-        _reader.rows(
-            "SELECT run_id, segment_id, first_step, last_step, status, error, analysis, raw FROM analyses "
-            "WHERE episode_id = ? ORDER BY run_id, first_step",
-            [episode_id],
-        )
+    sql = (
+        "SELECT run_id, segment_id, first_step, last_step, status, error, analysis, raw FROM {src} "
+        "WHERE episode_id = ? ORDER BY run_id, first_step"
     )
+    return _by_run(_episode_rows(_reader, "analyses", episode_id, sql, []))
 
 
 def segment_analysis(reader: StoreReader, run_id: str, episode_id: str, step: int) -> dict[str, Any] | None:
