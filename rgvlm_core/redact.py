@@ -2,18 +2,20 @@
 
 A user may put an API key where a URL goes (`http://user:KEY@host/v1`, `https://host/v1?api_key=KEY`);
 the request needs it, but job records, label-run records, log lines and error messages must not hold it.
-`redact` masks, in every URL inside a text (a URL alone, a command line, a log line, an error message):
+`redact` masks, in every URL inside a text (a URL alone, a command line, a log line, an error message),
 the userinfo (`http://***@host/v1`) and the values of query parameters that carry keys
-(`?api_key=***`), and it masks bearer tokens (`Bearer ***`). Everything else is kept as written, and
-redacting twice changes nothing. Apply it where text leaves the process that holds the key, not
-where the key is used: the real request keeps the real URL.
+(`?api_key=***`); it also masks bearer tokens (`Bearer ***`) and basic-auth credentials. Everything
+else is kept as written, and redacting twice changes nothing. Apply it where text leaves the process
+that holds the key, not where the key is used: the real request keeps the real URL.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 MASK = "***"
 # Query parameters whose value is a credential (compared case-insensitively, `-` read as `_`).
@@ -42,12 +44,35 @@ SECRET_PARAMS = frozenset(
     }
 )
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>`]+")
-_BEARER = re.compile(r"(\bBearer\s+)(?!\*\*\*)[^\s'\",]+", re.IGNORECASE)
+_BEARER = re.compile(r"(\bBearer\s+)(?!\*\*\*)[^\s'\",]+")
+_BASIC = re.compile(r"(\bBasic\s+)([A-Za-z0-9+/]{4,}={0,2})")
 
 
 def redact(text: str) -> str:
-    """`text` with the credentials inside its URLs (userinfo, key parameters) and bearer tokens masked."""
-    return _BEARER.sub(rf"\g<1>{MASK}", _URL.sub(lambda m: _redact_url(m.group(0)), text))
+    """`text` with credentials masked: inside its URLs (userinfo, key parameters), bearer tokens and
+    basic-auth credentials (base64 of `user:password`)."""
+    text = _URL.sub(lambda m: _redact_url(m.group(0)), text)
+    text = _BEARER.sub(rf"\g<1>{MASK}", text)
+    return _BASIC.sub(_redact_basic, text)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials written into `url`: its userinfo password (or lone user), key parameter values,
+    and the basic-auth token made of its userinfo. A client scrubs these from text a server echoes."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    found = []
+    if "@" in parts.netloc:
+        userinfo = unquote(parts.netloc.rpartition("@")[0])
+        user, _, password = userinfo.partition(":")
+        found += [password or user, base64.b64encode(f"{user}:{password}".encode()).decode()]
+    for pair in parts.query.split("&"):
+        name, sep, value = pair.partition("=")
+        if sep and value and name.strip().lower().replace("-", "_") in SECRET_PARAMS:
+            found.append(unquote(value))
+    return [s for s in found if s]
 
 
 def redact_args(args: list[str] | tuple[str, ...]) -> list[str]:
@@ -64,6 +89,15 @@ class RedactingFilter(logging.Filter):
         if clean != message:
             record.msg, record.args = clean, None
         return True
+
+
+def _redact_basic(match: re.Match[str]) -> str:
+    """Mask `Basic <token>` when the token is base64 of `user:password` (not the word "Basic" in prose)."""
+    try:
+        decoded = base64.b64decode(match.group(2), validate=True)
+    except (binascii.Error, ValueError):
+        return match.group(0)
+    return f"{match.group(1)}{MASK}" if b":" in decoded else match.group(0)
 
 
 def _redact_url(url: str) -> str:
@@ -92,4 +126,4 @@ def _redact_query(query: str) -> str:
     return "&".join(pairs)
 
 
-__all__ = ["MASK", "SECRET_PARAMS", "RedactingFilter", "redact", "redact_args"]
+__all__ = ["MASK", "SECRET_PARAMS", "RedactingFilter", "redact", "redact_args", "url_secrets"]

@@ -81,6 +81,30 @@ def test_a_job_with_a_key_in_the_base_url_records_and_logs_no_key(sample_ws) -> 
     assert _files_holding(sample_ws.root, USER_KEY, QUERY_KEY) == []
 
 
+def test_a_refused_request_reports_its_url_without_the_key(sample_ws) -> None:  # type: ignore[no-untyped-def]
+    with FakeOpenAI(api_key="another-key") as fake:  # refuses, and echoes the key it got (401)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "rgvlm_core.cli",
+                "-w",
+                str(sample_ws.root),
+                *_label_args(fake, "refused"),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
+            timeout=300,
+        )
+    assert result.returncode == 1 and "no step got a label" in result.stderr, result.stderr
+    assert f"127.0.0.1:{fake.port}/v1/chat/completions" in result.stderr
+    basic = base64.b64encode(f"apiuser:{USER_KEY}".encode()).decode()  # the server echoes this
+    for secret in (USER_KEY, QUERY_KEY, basic):
+        assert secret not in result.stdout + result.stderr
+    assert _files_holding(sample_ws.root, USER_KEY, QUERY_KEY, basic) == []
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -98,6 +122,8 @@ def test_a_job_with_a_key_in_the_base_url_records_and_logs_no_key(sample_ws) -> 
             "cannot reach 'http://***@h/v1/chat/completions': refused",
         ),
         ("Authorization: Bearer sk-123", "Authorization: Bearer ***"),
+        ("server said: Basic dXNlcjpwdw==", "server said: Basic ***"),
+        ("Basic authentication failed", "Basic authentication failed"),
         ("http://127.0.0.1:8000/v1 and plain text", "http://127.0.0.1:8000/v1 and plain text"),
         ("user@example.com wrote", "user@example.com wrote"),
     ],

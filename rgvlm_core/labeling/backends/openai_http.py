@@ -41,7 +41,7 @@ from rgvlm_core.labeling.backends.base import (
     ImagePart,
     Message,
 )
-from rgvlm_core.redact import redact
+from rgvlm_core.redact import MASK, redact, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +226,9 @@ class OpenAIBackend:
         self._endpoints = [split_userinfo(endpoint_url(u)) for u in config.base_urls]
         self._next_endpoint = itertools.cycle(self._endpoints).__next__
         self._key_set = bool(os.environ.get(config.api_key_env))
+        self._url_secrets = sorted(
+            {s for u in config.base_urls for s in url_secrets(u)}, key=len, reverse=True
+        )
         self._schema_ok = True  # cleared in auto mode once a server rejects response_format
         self._rng = random.Random()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -342,9 +345,12 @@ class OpenAIBackend:
         return _AttemptError(f"HTTP {status} from {url}: {message}", "fatal")
 
     def _scrub(self, text: str) -> str:
-        """`text` without the API key, should a server echo it back."""
+        """`text` without the API key or the URLs' credentials, should a server echo them back."""
         key = self._client.headers.get("authorization", "").removeprefix("Bearer ")
-        return redact(text.replace(key, "***") if key else text)
+        for secret in [key, *self._url_secrets]:
+            if secret:
+                text = text.replace(secret, MASK)
+        return redact(text)
 
     def describe(self) -> dict[str, Any]:
         """What makes the answers; no key, no URL credentials."""
