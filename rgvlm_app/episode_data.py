@@ -111,14 +111,16 @@ _STEPS_SQL = (
 )
 
 
+_EPISODE_SQL = (
+    "SELECT e.*, t.scene, t.source_dir, t.has_frames, t.behaviour, t.condition, t.completed_subtasks "
+    "FROM episodes e JOIN trajectories t USING (trajectory_id) WHERE e.episode_id = ?"
+)
+
+
 @st.cache_resource(max_entries=64, show_spinner=False)
 def _episode(_reader: StoreReader, key: Stamp, episode_id: str) -> EpisodeView:
-    info = get_episode(_reader, episode_id)
-    traj = _reader.rows(
-        "SELECT behaviour, condition, completed_subtasks FROM trajectories WHERE trajectory_id = ?",
-        [info["trajectory_id"]],
-    )
-    info.update(traj[0] if traj else {})
+    found = _reader.rows(_EPISODE_SQL, [episode_id])
+    info = found[0] if found else get_episode(_reader, episode_id)  # get_episode names an unknown id
     steps = _reader.rows(_STEPS_SQL, [info["trajectory_id"]])
     source = info.get("source_dir")
     for row in steps:

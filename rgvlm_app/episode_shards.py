@@ -9,6 +9,7 @@ is read once per process.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 
@@ -42,8 +43,9 @@ def episode_range(path: str) -> tuple[str, str] | None:
 def shards_holding(workspace: Workspace, files: Sequence[str], episode_id: str) -> list[str]:
     """The paths of the shards (snapshot-relative `files`) that may hold rows of `episode_id`."""
     out = []
+    store = str(workspace.store_dir)
     for name in files:
-        path = str(workspace.path_of(name))
+        path = os.path.join(store, name)
         bounds = episode_range(path)
         if bounds is None or bounds[0] <= episode_id <= bounds[1]:
             out.append(path)

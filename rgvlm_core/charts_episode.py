@@ -136,66 +136,66 @@ def _run_traces(labels: list[dict[str, Any]], run: int, name: str) -> list[dict[
     """A run's scores as a line, its failed steps at the bottom, its overridden steps as diamonds."""
     colour = RUN_COLOURS[run % len(RUN_COLOURS)]
     who = _hover_name(name)
-    failed = [r for r in labels if r["status"] == "failed"]
-    overridden = [r for r in labels if r["status"] == "overridden"]
+    common = {"legendgroup": f"run{run}"}
     return [
-        {
-            "type": "scatter",
-            "x": [r["t"] for r in labels],
-            "y": [r["score"] if r["status"] != "failed" else None for r in labels],
-            "customdata": [[r["status"], r.get("run_score"), r.get("reason") or ""] for r in labels],
-            "mode": "lines+markers",
-            "name": name,
-            "line": {"color": colour, "width": 2, "dash": "solid" if run == 0 else "dash"},
-            "marker": {
-                "color": colour,
-                "size": 9 if run == 0 else 7,
-                "symbol": "circle" if run == 0 else "square",
-            },
-            "connectgaps": False,
-            "legendgroup": f"run{run}",
-            "meta": {"run": run, "signal": "score"},
-            "hovertemplate": f"{who}<br>step %{{x}}: score %{{y}} (%{{customdata[0]}})"
-            "<br>%{customdata[2]}<extra></extra>",
-        },
-        {
-            "type": "scatter",
-            "x": [r["t"] for r in failed],
-            "y": [FAILED_Y - 0.25 * run] * len(failed),
-            "customdata": [[r.get("reason") or ""] for r in failed],
-            "mode": "markers",
-            "name": f"{name}: failed",
-            "marker": {
-                "color": FAILED_COLOUR,
-                "size": 11,
-                "symbol": "x",
-                "line": {"color": colour, "width": 1},
-            },
-            "legendgroup": f"run{run}",
-            "showlegend": bool(failed),
-            "meta": {"run": run, "signal": "failed"},
-            "hovertemplate": f"{who}<br>step %{{x}}: failed<br>%{{customdata[0]}}<extra></extra>",
-        },
-        {
-            "type": "scatter",
-            "x": [r["t"] for r in overridden],
-            "y": [r["score"] for r in overridden],
-            "customdata": [[r.get("run_score"), r.get("override_reason") or ""] for r in overridden],
-            "mode": "markers",
-            "name": f"{name}: overridden",
-            "marker": {
-                "color": OVERRIDDEN_COLOUR,
-                "size": 15,
-                "symbol": "diamond-open",
-                "line": {"color": OVERRIDDEN_COLOUR, "width": 3},
-            },
-            "legendgroup": f"run{run}",
-            "showlegend": bool(overridden),
-            "meta": {"run": run, "signal": "overridden"},
-            "hovertemplate": f"{who}<br>step %{{x}}: overridden to %{{y}} "
-            "(run said %{customdata[0]})<br>%{customdata[1]}<extra></extra>",
-        },
+        {**common, **_score_trace(labels, run, name, colour, who)},
+        {**common, **_failed_trace([r for r in labels if r["status"] == "failed"], run, name, colour, who)},
+        {**common, **_overridden_trace([r for r in labels if r["status"] == "overridden"], run, name, who)},
     ]
+
+
+def _score_trace(labels: list[dict[str, Any]], run: int, name: str, colour: str, who: str) -> dict[str, Any]:
+    first = run == 0
+    return {
+        "type": "scatter",
+        "x": [r["t"] for r in labels],
+        "y": [r["score"] if r["status"] != "failed" else None for r in labels],
+        "customdata": [[r["status"], r.get("run_score"), r.get("reason") or ""] for r in labels],
+        "mode": "lines+markers",
+        "name": name,
+        "line": {"color": colour, "width": 2, "dash": "solid" if first else "dash"},
+        "marker": {"color": colour, "size": 9 if first else 7, "symbol": "circle" if first else "square"},
+        "connectgaps": False,
+        "meta": {"run": run, "signal": "score"},
+        "hovertemplate": f"{who}<br>step %{{x}}: score %{{y}} (%{{customdata[0]}})"
+        "<br>%{customdata[2]}<extra></extra>",
+    }
+
+
+def _failed_trace(failed: list[dict[str, Any]], run: int, name: str, colour: str, who: str) -> dict[str, Any]:
+    return {
+        "type": "scatter",
+        "x": [r["t"] for r in failed],
+        "y": [FAILED_Y - 0.25 * run] * len(failed),
+        "customdata": [[r.get("reason") or ""] for r in failed],
+        "mode": "markers",
+        "name": f"{name}: failed",
+        "marker": {"color": FAILED_COLOUR, "size": 11, "symbol": "x", "line": {"color": colour, "width": 1}},
+        "showlegend": bool(failed),
+        "meta": {"run": run, "signal": "failed"},
+        "hovertemplate": f"{who}<br>step %{{x}}: failed<br>%{{customdata[0]}}<extra></extra>",
+    }
+
+
+def _overridden_trace(overridden: list[dict[str, Any]], run: int, name: str, who: str) -> dict[str, Any]:
+    return {
+        "type": "scatter",
+        "x": [r["t"] for r in overridden],
+        "y": [r["score"] for r in overridden],
+        "customdata": [[r.get("run_score"), r.get("override_reason") or ""] for r in overridden],
+        "mode": "markers",
+        "name": f"{name}: overridden",
+        "marker": {
+            "color": OVERRIDDEN_COLOUR,
+            "size": 15,
+            "symbol": "diamond-open",
+            "line": {"color": OVERRIDDEN_COLOUR, "width": 3},
+        },
+        "showlegend": bool(overridden),
+        "meta": {"run": run, "signal": "overridden"},
+        "hovertemplate": f"{who}<br>step %{{x}}: overridden to %{{y}} "
+        "(run said %{customdata[0]})<br>%{customdata[1]}<extra></extra>",
+    }
 
 
 def _hover_name(name: str) -> str:
@@ -234,37 +234,43 @@ def subtask_bands(subtasks: Sequence[Mapping[str, Any]], n_steps: int) -> tuple[
     )
     shapes, annotations = [], []
     for i, (sub, text) in enumerate(zip(reached, texts, strict=True)):
-        first, last = sub["first_step"], sub["last_step"]
         colour = SUBTASK_KIND_COLOURS.get(sub.get("kind") or "?", "#8E8E8E")
-        shapes.append(
-            {
-                "type": "rect",
-                "x0": first - 0.5,
-                "x1": last + 0.5,
-                "xref": "x",
-                "y0": 0,
-                "y1": 1,
-                "yref": "paper",
-                "fillcolor": colour,
-                "opacity": 0.10,
-                "layer": "below",
-                "line": {"width": 0},
-            }
-        )
-        annotations.append(
-            {
-                "text": f"<span style='color:{colour}'>■</span> {text}",  # the band's colour, readable text
-                "x": (first + last) / 2,
-                "xref": "x",
-                "y": LABEL_Y + (LABEL_ROW_SHARE if crowded and i % 2 else 0.0),
-                "yref": "paper",
-                "xanchor": "center",
-                "yanchor": "bottom",
-                "showarrow": False,
-                "font": {"size": 11, "color": LABEL_COLOUR},
-            }
-        )
+        shapes.append(_band(sub["first_step"], sub["last_step"], colour))
+        row = 1 if crowded and i % 2 else 0
+        annotations.append(_band_annotation(sub["first_step"], sub["last_step"], text, colour, row))
     return shapes, annotations
+
+
+def _band(first: int, last: int, colour: str) -> dict[str, Any]:
+    """A subtask's steps shaded across the plot's height, behind the data."""
+    return {
+        "type": "rect",
+        "x0": first - 0.5,
+        "x1": last + 0.5,
+        "xref": "x",
+        "y0": 0,
+        "y1": 1,
+        "yref": "paper",
+        "fillcolor": colour,
+        "opacity": 0.10,
+        "layer": "below",
+        "line": {"width": 0},
+    }
+
+
+def _band_annotation(first: int, last: int, text: str, colour: str, row: int) -> dict[str, Any]:
+    """A band's label centred over it, in row 0 or 1 above the plot; a square of its colour first."""
+    return {
+        "text": f"<span style='color:{colour}'>■</span> {text}",
+        "x": (first + last) / 2,
+        "xref": "x",
+        "y": LABEL_Y + row * LABEL_ROW_SHARE,
+        "yref": "paper",
+        "xanchor": "center",
+        "yanchor": "bottom",
+        "showarrow": False,
+        "font": {"size": 11, "color": LABEL_COLOUR},
+    }
 
 
 def _band_label(sub: Mapping[str, Any]) -> str:
