@@ -37,13 +37,13 @@ ORDERS: dict[str, tuple[str, bool]] = {
     "most disagreement with the reference": ("disagreement", True),
 }
 FILTERS_LABEL = "Filters and order"  # stable: a label that changes would redraw the panel closed
-_LIST_COLUMNS = {
+_LIST_COLUMNS = {  # the dataset (only where datasets mix) before the goal, so a narrow sidebar shows it
     "mean_score": "mean",
     "failed_steps": "failed",
     "disagreement": "Δ ref",
+    "dataset": "dataset",
     "goal": "goal",
     "n_subtasks": "subtasks",
-    "dataset": "dataset",
     "episode_id": "episode",
 }
 
@@ -242,5 +242,7 @@ def resolve_episode(reader: StoreReader, listed: EpisodeList, changed: bool) -> 
 
 def pinned_note(ep: EpisodeView, listed: Sequence[str]) -> None:
     """Say so when the episode the link opened is not among the listed ones."""
-    if st.session_state[K.PINNED] and ep.episode_id not in listed:
+    if ep.info.get("task_only"):
+        st.caption("Task-only episodes have nothing to play, so the list leaves them out.")
+    elif st.session_state[K.PINNED] and ep.episode_id not in listed:
         st.caption("Opened by its link; not among the listed episodes (filters, search or list length).")
