@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from rgvlm_core.alfred import ReadResult, find_alfred_root, iter_alfred, list_trajectory_files
+from rgvlm_core.alfred import ReadResult, find_alfred_root, iter_alfred, scan_trajectory_files
 from rgvlm_core.episodes import Episode, Trajectory
 from rgvlm_core.workspace import StoreReader, Workspace
 from rgvlm_core.workspace.schema import EPISODES, IMPORTS, STEPS, SUBTASKS, TRAJECTORIES
@@ -91,7 +91,7 @@ def import_alfred(
     summary = ImportSummary(source=str(root))
     import_id = f"import-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     started = dt.datetime.now(dt.timezone.utc)
-    total = len(list_trajectory_files(root, config.splits))
+    total = len(scan_trajectory_files(root, config.splits))  # refused entries are progress too
     if config.limit is not None:
         total = min(total, config.limit)
     batch_size = 1 << 62 if config.strict else max(1, config.batch_size)

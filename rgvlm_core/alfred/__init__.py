@@ -11,6 +11,8 @@ from rgvlm_core.alfred.splits import (
     find_splits_file,
     list_trajectory_files,
     load_splits,
+    scan_trajectory_files,
+    search_splits_file,
 )
 
 __all__ = [
@@ -23,4 +25,6 @@ __all__ = [
     "list_trajectory_files",
     "load_splits",
     "read_trajectory",
+    "scan_trajectory_files",
+    "search_splits_file",
 ]

@@ -10,6 +10,7 @@ torch is imported inside the function, so importing this module stays light.
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from rgvlm_core.alfred.checks import one_line
+from rgvlm_core.alfred.files import MAX_FEATURES_BYTES, RefusedPath, read_capped, read_head, regular_file
 from rgvlm_core.errors import DataFormatError
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,7 @@ FEATURES_FILE = "feat_conv.pt"
 FEATURE_LAYOUTS: tuple[str, ...] = ("low_actions", "low_actions+1", "images+10")
 FEATURE_ROW_SHAPE: tuple[int, int, int] = (512, 7, 7)
 IMAGES_PADDING = 10  # rows after the last image in the "images+10" layout
+_PICKLE_PROTO = b"\x80"  # first byte of a legacy (pre-zip) torch file: pickle's PROTO opcode
 
 
 def feature_layout(n_rows: int, n_low_actions: int, n_images: int) -> str | None:
@@ -97,15 +100,30 @@ def pooled_step_features(path: Path, layout: str, step_rows: Sequence[int]) -> n
 
 
 def _load(path: Path, where: str) -> Any:
-    """torch.load, memory-mapped where the file allows it (zip format), else a plain load."""
+    """torch.load, memory-mapped where the file allows it (zip format), else a plain load.
+
+    Only a regular file of at most MAX_FEATURES_BYTES is opened: torch.load would block on a FIFO
+    and read a link to /dev/zero forever. The plain load reads capped bytes, not the path, so a file
+    swapped or grown since the check cannot make it read more.
+    """
     import torch
 
+    try:
+        regular_file(path, MAX_FEATURES_BYTES)
+    except RefusedPath as exc:
+        raise DataFormatError(where, "", exc.reason) from None
     try:
         return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except Exception as exc:  # mmap needs the zip format: old (legacy) files get a plain load
         log.debug("mmap load of %s failed (%s); loading it whole", path, one_line(exc))
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        if not read_head(path, 1).startswith(_PICKLE_PROTO):  # junk is refused before reading it all
+            raise DataFormatError(where, "", "not a readable torch tensor file (neither zip nor pickle)")
+        data = read_capped(path, MAX_FEATURES_BYTES)
+    except RefusedPath as exc:
+        raise DataFormatError(where, "", exc.reason) from None
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # any failure here means the file is not a readable tensor file
         raise DataFormatError(
             where, "", f"not a readable torch tensor file ({type(exc).__name__}: {one_line(exc, 100)})"

@@ -16,6 +16,7 @@ from typing import Any
 
 from rgvlm_core.alfred.checks import FieldError, member, one_line, short, str_member, wrong_type
 from rgvlm_core.alfred.features import FEATURES_FILE, inspect_features
+from rgvlm_core.alfred.files import file_problem
 
 RAW_IMAGES_DIR = "raw_images"
 
@@ -80,18 +81,33 @@ def first_images(images: list[Any], n_low: int) -> list[int]:
 
 
 def frame_names(images: list[Any], first_image: list[int], trial_dir: Path) -> list[str | None]:
-    """`raw_images/<name>.jpg` of each step's observation; every one must exist on disk."""
+    """`raw_images/<name>.jpg` of each step's observation; every one must be a regular file on disk.
+
+    The listing's file types say which entries are regular files without a stat each (a link costs
+    one); a frame that is a FIFO, a folder or a dangling link would hang or fail whoever shows it.
+    """
+    folder = trial_dir / RAW_IMAGES_DIR
     try:
-        on_disk = set(os.listdir(trial_dir / RAW_IMAGES_DIR))
+        with os.scandir(folder) as listing:
+            on_disk = {entry.name: _is_regular(entry) for entry in listing}
     except OSError as exc:
         raise FieldError(RAW_IMAGES_DIR, f"cannot list the frames folder: {one_line(exc)}") from None
     frames: list[str | None] = []
     for k in first_image:
         name = str_member(images[k], "image_name", f"images[{k}]")
         jpg = name[:-4] + ".jpg" if name.endswith(".png") else name
+        field = f"images[{k}].image_name"
         if jpg not in on_disk:
-            raise FieldError(
-                f"images[{k}].image_name", f"frame file {RAW_IMAGES_DIR}/{jpg} is missing (for {short(name)})"
-            )
+            raise FieldError(field, f"frame file {RAW_IMAGES_DIR}/{jpg} is missing (for {short(name)})")
+        if not on_disk[jpg]:
+            problem = file_problem(folder / jpg) or "not a regular file"
+            raise FieldError(field, f"frame file {RAW_IMAGES_DIR}/{jpg} is {problem}")
         frames.append(f"{RAW_IMAGES_DIR}/{jpg}")
     return frames
+
+
+def _is_regular(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_file()  # follows links; a link loop raises
+    except OSError:
+        return False

@@ -8,6 +8,7 @@ anything else wrong refuses the whole trajectory.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -29,17 +30,19 @@ from rgvlm_core.alfred.checks import (
     short,
     str_member,
 )
+from rgvlm_core.alfred.files import MAX_JSON_BYTES, RefusedPath, read_capped
 from rgvlm_core.alfred.observations import observe
 from rgvlm_core.alfred.plan import Plan, build_steps, parse_plan
 from rgvlm_core.alfred.simext import KEY as SIM_KEY
 from rgvlm_core.alfred.simext import parse_sim_extension
 from rgvlm_core.alfred.splits import (
     TEST_SPLITS,
+    Entry,
     check_splits,
     find_alfred_root,
-    find_splits_file,
-    list_trajectory_files,
     load_splits,
+    scan_trajectory_files,
+    search_splits_file,
     trajectory_path,
 )
 from rgvlm_core.episodes import ALFRED_TASK_TYPES, Episode, Subtask, Trajectory
@@ -102,10 +105,10 @@ def read_trajectory(
 def _read(path: Path, split: str, root: Path, repeat_idxs: Sequence[int] | None) -> _Read:
     check_splits((split,))  # an unknown split is the caller's mistake, not the data's
     source = _relative(path, root)
-    try:
-        doc = orjson.loads(path.read_bytes())
-    except OSError as exc:
-        return _refused(source, DataFormatError(source, "", f"cannot read the file: {one_line(exc)}"))
+    try:  # a FIFO, a link to /dev/zero or a giant file is refused here, before any parsing
+        doc = orjson.loads(read_capped(path, MAX_JSON_BYTES))
+    except RefusedPath as exc:
+        return _refused(source, DataFormatError(source, "", exc.reason))
     except orjson.JSONDecodeError as exc:
         problem = f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         return _refused(source, DataFormatError(source, "(json)", problem))
@@ -280,6 +283,11 @@ def iter_alfred(
     None whose error names the splits file and entry (`train[4].task`). `annotation=k` keeps only
     repeat_idx k. `limit` caps the number of trajectories visited (a listed trajectory missing on
     disk counts as one). Arguments are checked at once; reading happens as the iterator advances.
+
+    Nothing under `root` is trusted (files.py): a traj_data.json that is not a regular file of at
+    most MAX_JSON_BYTES, an entry where a folder belongs that is not one, and an auto-detected splits
+    file that cannot be read safely each give a ReadResult with trajectory None naming the path and
+    what it is. An unreadable `splits_file` given explicitly raises DataFormatError.
     """
     root = find_alfred_root(Path(root))
     chosen = check_splits(splits)
@@ -287,21 +295,37 @@ def iter_alfred(
         raise UsageError(f"annotation must be >= 0, got {annotation}")
     if limit is not None and limit < 0:
         raise UsageError(f"limit must be >= 0, got {limit}")
-    listing_path = find_splits_file(root) if splits_file == "auto" else splits_file
+    refused: tuple[ReadResult, ...] = ()
+    if splits_file == "auto":
+        search = search_splits_file(root)
+        listing_path = search.path
+        refused = tuple(ReadResult(err.source, None, (), (err,)) for err in search.refused)
+    else:
+        listing_path = splits_file
     if listing_path is None:
-        return _iter_found(root, chosen, annotation, limit)
+        return itertools.chain(refused, _iter_found(root, chosen, annotation, limit))
     listing = load_splits(Path(listing_path))
-    return _iter_listed(root, chosen, Path(listing_path), listing, annotation, limit)
+    listed = _iter_listed(root, chosen, Path(listing_path), listing, annotation, limit)
+    return itertools.chain(refused, listed)
 
 
 def _iter_found(
     root: Path, chosen: Sequence[str], annotation: int | None, limit: int | None
 ) -> Iterator[ReadResult]:
     wanted = None if annotation is None else (annotation,)
-    for count, (split, path) in enumerate(list_trajectory_files(root, chosen)):
+    for count, entry in enumerate(scan_trajectory_files(root, chosen)):
         if limit is not None and count >= limit:
             return
-        yield read_trajectory(path, split, root, repeat_idxs=wanted)
+        if entry.problem is not None:
+            yield _refused_entry(entry, root)
+        else:
+            yield read_trajectory(entry.path, entry.split, root, repeat_idxs=wanted)
+
+
+def _refused_entry(entry: Entry, root: Path) -> ReadResult:
+    """An entry where a folder belongs that is not one, reported like a refused file."""
+    source = _relative(entry.path, root)
+    return ReadResult(source, None, (), (DataFormatError(source, "", entry.problem or ""),))
 
 
 def _iter_listed(
@@ -325,7 +349,7 @@ def _iter_listed(
             count += 1
             entries = by_task[task]
             path = trajectory_path(root, split, task)
-            if not path.is_file():
+            if not os.path.lexists(path):  # anything else there (a FIFO, a loop) is refused by _read
                 first = min(entries.values())
                 problem = (
                     f"{task!r} is listed ({len(entries)} entries) but {_relative(path, root)} does not exist"

@@ -8,7 +8,9 @@ split to `{"task": "<task_dir>/<trial>" or "<trial>", "repeat_idx": k}` entries,
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from rgvlm_core.alfred.checks import (
     one_line,
     short,
 )
+from rgvlm_core.alfred.files import RefusedPath, folder_problem, list_folder, read_capped
 from rgvlm_core.errors import DataFormatError, RGVLMError, UsageError
 
 log = logging.getLogger(__name__)
@@ -61,11 +64,18 @@ def find_alfred_root(path: Path) -> Path:
         f"{path}: not an ALFRED-format folder: expected split folders "
         f"{', '.join(s + '/' for s in ALFRED_SPLITS[:2])}, ... or a traj_data.json below"
     )
-    if not path.is_dir():
-        raise RGVLMError(f"{problem} (no such folder)")
+    not_folder = folder_problem(path)
+    if not_folder is not None:
+        raise RGVLMError(
+            f"{problem} (no such folder)" if not os.path.lexists(path) else f"{path}: {not_folder}"
+        )
     if _has_split_folders(path):
         return path
-    found = sorted(child for child in path.iterdir() if child.is_dir() and _has_split_folders(child))
+    try:
+        children = list_folder(path)
+    except RefusedPath as exc:
+        raise RGVLMError(f"{path}: {exc.reason}") from None
+    found = [Path(c.path) for c in children if _is_folder(c) and _has_split_folders(Path(c.path))]
     if len(found) == 1:
         return found[0]
     if found:
@@ -76,14 +86,73 @@ def find_alfred_root(path: Path) -> Path:
     raise RGVLMError(problem)
 
 
-def list_trajectory_files(root: Path, splits: Sequence[str] | None = None) -> list[tuple[str, Path]]:
-    """(split, traj_data.json path) for every trajectory under `root`, in split order then by path."""
+@dataclass(frozen=True)
+class Entry:
+    """A trajectory file found under the import root, or an entry refused on the way to one.
+
+    `problem` None: `path` is `<split>/.../traj_data.json` (of any file type; the reader checks it).
+    Otherwise `path` is a split, task or trial entry that should be a folder and is not, or could
+    not be listed, and `problem` says why in one line.
+    """
+
+    split: str
+    path: Path
+    problem: str | None = None
+
+
+def scan_trajectory_files(root: Path, splits: Sequence[str] | None = None) -> list[Entry]:
+    """Every traj_data.json under `root` and every refused entry on the way, in split then path order.
+
+    Walks `<split>/<task_dir>/<trial>/` (`<split>/<trial>/` for test splits) one listing per folder.
+    An entry where a folder belongs that is not one (a file, a FIFO, a dangling link, a loop) is
+    refused by name, never skipped silently; hidden entries (.DS_Store) are left out, and a trial
+    folder without a traj_data.json is not a trajectory.
+    """
     root = Path(root)
-    found: list[tuple[str, Path]] = []
+    found: list[Entry] = []
     for split in check_splits(splits):
-        pattern = f"*/{TRAJECTORY_FILE}" if split in TEST_SPLITS else f"*/*/{TRAJECTORY_FILE}"
-        found.extend((split, path) for path in sorted((root / split).glob(pattern)))
+        split_dir = root / split
+        if not os.path.lexists(split_dir):
+            continue
+        problem = folder_problem(split_dir)
+        if problem is not None:
+            found.append(Entry(split, split_dir, problem))
+        else:
+            found.extend(_scan_folder(split, split_dir, 1 if split in TEST_SPLITS else 2))
     return found
+
+
+def _scan_folder(split: str, folder: Path, depth: int) -> list[Entry]:
+    """Entries under `folder`, a folder holding trial folders `depth` levels down."""
+    try:
+        children = list_folder(folder)
+    except RefusedPath as refused:
+        return [Entry(split, folder, refused.reason)]
+    found: list[Entry] = []
+    for child in children:
+        path = Path(child.path)
+        if not _is_folder(child):  # the listing's file type: no stat unless the entry is a link
+            found.append(Entry(split, path, folder_problem(path) or "not a folder"))
+        elif depth > 1:
+            found.extend(_scan_folder(split, path, depth - 1))
+        elif os.path.lexists(path / TRAJECTORY_FILE):
+            found.append(Entry(split, path / TRAJECTORY_FILE))
+    return found
+
+
+def _is_folder(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()  # follows links; a link loop raises
+    except OSError:
+        return False
+
+
+def list_trajectory_files(root: Path, splits: Sequence[str] | None = None) -> list[tuple[str, Path]]:
+    """(split, traj_data.json path) for every trajectory under `root`, in split order then by path.
+
+    A traj_data.json is listed whatever its file type, so that the reader refuses it by name.
+    """
+    return [(e.split, e.path) for e in scan_trajectory_files(root, splits) if e.problem is None]
 
 
 def trajectory_path(root: Path, split: str, task: str) -> Path:
@@ -91,27 +160,50 @@ def trajectory_path(root: Path, split: str, task: str) -> Path:
     return Path(root) / split / task / TRAJECTORY_FILE
 
 
+@dataclass(frozen=True)
+class SplitsSearch:
+    """Where find_splits_file looked: the file chosen (or None) and candidates refused on the way."""
+
+    path: Path | None
+    refused: tuple[DataFormatError, ...] = ()
+
+
 def find_splits_file(root: Path) -> Path | None:
     """oct21.json or splits*.json in root, root/splits, root's parent or its splits/ (first wins).
 
     Only a JSON object whose keys are all split names counts; other files are skipped.
     """
+    return search_splits_file(root).path
+
+
+def search_splits_file(root: Path) -> SplitsSearch:
+    """find_splits_file, also returning the candidates that were no readable file (a FIFO, a link to
+    /dev/zero, a folder, a giant file): each is an error naming it, so it is reported, not skipped."""
     root = Path(root)
+    refused: list[DataFormatError] = []
     for folder in (root, root / "splits", root.parent, root.parent / "splits"):
         if not folder.is_dir():
             continue
         candidates = [folder / SPLITS_FILE_NAMES[0], *sorted(folder.glob(SPLITS_FILE_NAMES[1]))]
         for candidate in candidates:
-            if candidate.is_file() and _looks_like_splits(candidate):
+            if not os.path.lexists(candidate):
+                continue
+            try:
+                data = read_capped(candidate)
+            except RefusedPath as exc:
+                problem = f"not used as the splits file: {exc.reason}"
+                refused.append(DataFormatError(str(candidate), "", problem))
+                continue
+            if _looks_like_splits(candidate, data):
                 log.info("using splits file %s", candidate)
-                return candidate
-    return None
+                return SplitsSearch(candidate, tuple(refused))
+    return SplitsSearch(None, tuple(refused))
 
 
-def _looks_like_splits(path: Path) -> bool:
+def _looks_like_splits(path: Path, data: bytes) -> bool:
     try:
-        doc = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError) as exc:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
         log.debug("not a splits file: %s (%s)", path, one_line(exc))
         return False
     return type(doc) is dict and bool(doc) and all(key in ALFRED_SPLITS for key in doc)
@@ -125,9 +217,9 @@ def load_splits(path: Path) -> dict[str, list[tuple[str, int]]]:
     path = Path(path)
     source = str(path)
     try:
-        doc = orjson.loads(path.read_bytes())
-    except OSError as exc:
-        raise DataFormatError(source, "", f"cannot read the splits file: {one_line(exc)}") from exc
+        doc = orjson.loads(read_capped(path))
+    except RefusedPath as exc:
+        raise DataFormatError(source, "", exc.reason) from None
     except orjson.JSONDecodeError as exc:
         problem = f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         raise DataFormatError(source, "(json)", problem) from exc
