@@ -17,6 +17,10 @@ Variables (all stages):
   score_min, score_max   the score range (0 and 10)
 Stage two adds `analysis` (the stage-one answer); the repair message adds `error` and `previous`.
 The frame label adds `t`, `action` and `index` (the frame's position among those sent).
+
+Renders are bounded (template_sandbox.RenderLimits: 1,000,000 characters, 200,000 loop iterations
+and calls, 2 s): a template asking for more, like `{{ 'A' * 10**10 }}`, is refused with a one-line
+RGVLMError naming it, in the CLI and in the dashboard's process alike, and so is saving it.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import SecurityError
 
 from rgvlm_core.errors import RGVLMError
+from rgvlm_core.labeling.template_sandbox import BoundedSandbox, RenderLimitError
 
 TEMPLATE_FIELDS = ("stage1_system", "stage1_user", "frame_label", "stage2_system", "stage2_user", "repair")
 
@@ -73,7 +78,7 @@ Answer again with JSON only: {"scores": [{"step": <step number>, "score": <integ
 {{ score_max }}>, "reason": "<a few words>"}, ...]}, exactly one entry for each of the steps \
 {{ steps_list }}."""
 
-_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+_ENV = BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
 
 
 @dataclass(frozen=True)
@@ -111,19 +116,28 @@ DEFAULT_PROMPT = PromptVersion(note="built-in default (RG-VLM two-stage, written
 
 @functools.lru_cache(maxsize=256)
 def _compiled(template: str) -> Template:
-    return _ENV.from_string(template)
+    return _ENV.compile_bounded(template)
 
 
 def render(template: str, variables: dict[str, Any], *, name: str = "template") -> str:
-    """Render one template in the sandbox; any problem becomes an RGVLMError naming the template."""
+    """Render one template in the bounded sandbox; any problem becomes a one-line RGVLMError naming it."""
     try:
-        return _compiled(template).render(**variables).strip()
+        return _ENV.render_bounded(_compiled(template), variables).strip()
+    except RenderLimitError as exc:
+        raise RGVLMError(f"{name}: refused: {exc}") from None
     except SecurityError as exc:
         raise RGVLMError(
-            f"{name}: refused by the sandbox ({exc}); templates may only format variables"
+            f"{name}: refused by the sandbox ({_one_line(exc)}); templates may only format variables"
         ) from exc
-    except (TemplateError, OverflowError, TypeError, ValueError) as exc:
-        raise RGVLMError(f"{name}: {type(exc).__name__}: {exc}") from exc
+    except RecursionError as exc:  # e.g. comparing lists nested thousands deep
+        raise RGVLMError(f"{name}: refused: too deep to render ({_one_line(exc)})") from None
+    except (TemplateError, OverflowError, TypeError, ValueError, LookupError) as exc:
+        raise RGVLMError(f"{name}: {type(exc).__name__}: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (a syntax error's names its line and quotes it below)."""
+    return " ".join(str(exc).split())
 
 
 def example_variables() -> dict[str, Any]:
