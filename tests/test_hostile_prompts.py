@@ -103,6 +103,22 @@ def test_a_render_after_a_refused_one_starts_with_a_fresh_budget() -> None:
     assert len(text) == 1000
 
 
+@pytest.mark.parametrize(
+    "template",
+    ["{{ 1 / 0 }}", "{{ n_steps // 0 }}", "{{ n_steps % 0 }}", "{{ 2.0 ** 5000 }}", "{{ cycler().next() }}"],
+)
+def test_arithmetic_and_lookup_errors_are_one_line_errors_naming_the_template(template: str) -> None:
+    with pytest.raises(RGVLMError, match=r"^repair: \w+Error: ") as caught:
+        render(template, example_variables(), name="repair")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_syntax_error_is_reported_on_one_line() -> None:
+    with pytest.raises(RGVLMError, match=r"^repair: TemplateSyntaxError: .*line 2") as caught:
+        render("ok\n{% for %}", {}, name="repair")
+    assert "\n" not in str(caught.value)
+
+
 def test_a_template_longer_than_the_cap_is_refused_before_it_is_compiled() -> None:
     with pytest.raises(RGVLMError, match=r"^frame_label: .*characters"):
         render("x" * 10_000_000, {}, name="frame_label")

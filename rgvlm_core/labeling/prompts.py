@@ -32,7 +32,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import SecurityError
 
 from rgvlm_core.errors import RGVLMError
@@ -129,14 +129,22 @@ def render(template: str, variables: dict[str, Any], *, name: str = "template") 
         raise RGVLMError(
             f"{name}: refused by the sandbox ({_one_line(exc)}); templates may only format variables"
         ) from exc
-    except RecursionError as exc:  # e.g. comparing lists nested thousands deep
+    except TemplateSyntaxError as exc:
+        raise RGVLMError(
+            f"{name}: TemplateSyntaxError: {_one_line(exc.message)} (line {exc.lineno})"
+        ) from exc
+    except RecursionError as exc:  # e.g. a macro calling itself, or lists nested thousands deep
         raise RGVLMError(f"{name}: refused: too deep to render ({_one_line(exc)})") from None
-    except (TemplateError, OverflowError, TypeError, ValueError, LookupError) as exc:
+    except _TEMPLATE_MISTAKES as exc:
         raise RGVLMError(f"{name}: {type(exc).__name__}: {_one_line(exc)}") from exc
 
 
-def _one_line(exc: BaseException) -> str:
-    """An exception's message on one line (a syntax error's names its line and quotes it below)."""
+# What a template's own code raises on bad input (1 / 0, cycler() without items, 'x'.index('y')).
+_TEMPLATE_MISTAKES = (TemplateError, ArithmeticError, TypeError, ValueError, LookupError, RuntimeError)
+
+
+def _one_line(exc: object) -> str:
+    """An exception's message on one line."""
     return " ".join(str(exc).split())
 
 
