@@ -27,3 +27,9 @@ class WorkspaceError(RGVLMError):
 
 class UsageError(RGVLMError):
     """A command or call was given arguments that cannot work together."""
+
+
+def os_reason(exc: OSError) -> str:
+    """`Not a directory: /path` from an OSError, without Python's `[Errno 20]` prefix."""
+    reason = exc.strerror or str(exc)
+    return f"{reason}: {exc.filename}" if exc.filename else reason

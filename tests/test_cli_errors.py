@@ -185,10 +185,11 @@ def test_a_workspace_the_user_may_not_open_is_a_workspace_error_naming_it(
     from rgvlm_core.cli import common
     from rgvlm_core.errors import WorkspaceError
 
-    def refuse(path: Path, *, create: bool) -> None:
-        raise PermissionError(13, "Permission denied", str(path / "store"))
+    def refuse(ws: common.Workspace, create: bool) -> None:
+        raise PermissionError(13, "Permission denied", str(ws.root / "store"))
 
-    monkeypatch.setattr(common.Workspace, "open", refuse)
+    # the folder's own opening fails as an unreadable folder would (tests run as root, which reads all)
+    monkeypatch.setattr(common.Workspace, "_open", staticmethod(refuse))
     common.set_workspace_path(tmp_path / "locked")
     with pytest.raises(
         WorkspaceError, match=r"locked: cannot open the workspace \(Permission denied: .*store\)"

@@ -176,3 +176,13 @@ def test_known_tables_all_have_a_version_and_a_key_in_their_schema() -> None:
     for spec in TABLES.values():
         assert spec.version >= 1
         assert all(k in spec.schema.names for k in spec.key)
+
+
+def test_a_path_that_cannot_be_a_workspace_is_a_workspace_error_naming_it(tmp_path: Path) -> None:
+    """Every caller (the CLI, the dashboard) gets one error naming the path, never an OSError."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a workspace")
+    for path in (a_file, a_file / "below"):
+        with pytest.raises(WorkspaceError, match=rf"{path}: .*choose a folder you can read and write"):
+            Workspace.open(path)
+    assert a_file.read_text() == "not a workspace", "nothing is written over what was there"

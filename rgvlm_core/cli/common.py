@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from rgvlm_core.errors import WorkspaceError
+from rgvlm_core.errors import WorkspaceError, os_reason
 from rgvlm_core.redact import RedactingFilter
 from rgvlm_core.workspace import Workspace
 
@@ -42,14 +42,7 @@ def open_workspace(*, create: bool, seed: bool = True) -> Workspace:
     fix, so it is a one-line WorkspaceError naming the path rather than a traceback.
     """
     path = _workspace_path[0]
-    if path.exists() and not path.is_dir():
-        raise WorkspaceError(f"{path}: is a file, not a workspace folder; {WORKSPACE_HINT}")
-    try:
-        ws = Workspace.open(path, create=create)
-    except OSError as exc:
-        raise WorkspaceError(
-            f"{path}: cannot open the workspace ({_os_reason(exc)}); {WORKSPACE_HINT}"
-        ) from None
+    ws = Workspace.open(path, create=create)
     if seed:
         _seed(ws)
     return ws
@@ -64,7 +57,7 @@ def _seed(ws: Workspace) -> None:
         if exc.errno not in _UNWRITABLE:
             raise  # anything else reading the bundled sample is a bug: keep its traceback
         raise WorkspaceError(
-            f"{ws.root}: cannot write the workspace ({_os_reason(exc)}); {WORKSPACE_HINT}"
+            f"{ws.root}: cannot write the workspace ({os_reason(exc)}); {WORKSPACE_HINT}"
         ) from None
     if summary is not None:
         err_console.print(
@@ -72,12 +65,6 @@ def _seed(ws: Workspace) -> None:
             "set RGVLM_NO_SAMPLE=1 to start empty",
             soft_wrap=True,
         )
-
-
-def _os_reason(exc: OSError) -> str:
-    """`Not a directory: /path` from an OSError, without Python's `[Errno 20]` prefix."""
-    reason = exc.strerror or str(exc)
-    return f"{reason}: {exc.filename}" if exc.filename else reason
 
 
 def print_json(value: Any) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rgvlm_core.errors import WorkspaceError
+from rgvlm_core.errors import WorkspaceError, os_reason
 from rgvlm_core.workspace.files import (
     atomic_write_bytes,
     file_lock,
@@ -39,6 +39,8 @@ from rgvlm_core.workspace.files import (
     temp_name,
 )
 from rgvlm_core.workspace.schema import MIGRATIONS, TABLES, TableSpec
+
+_PATH_HINT = "choose a folder you can read and write (-w/--workspace or RGVLM_WORKSPACE)"
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +111,23 @@ class Workspace:
     # -- opening -----------------------------------------------------------------------------
     @classmethod
     def open(cls, root: Path | str, *, create: bool = True) -> Workspace:
-        """Open (and, if allowed, create) a workspace; refuses folders that are something else."""
+        """Open (and, if allowed, create) a workspace; refuses folders that are something else.
+
+        A path that cannot be a workspace (a file, a folder below a file, one we may not read or write)
+        is a WorkspaceError naming it, for every caller: the CLI and the dashboard alike.
+        """
         ws = cls(Path(root))
+        if ws.root.exists() and not ws.root.is_dir():
+            raise WorkspaceError(f"{ws.root}: is a file, not a workspace folder; {_PATH_HINT}")
+        try:
+            return cls._open(ws, create)
+        except OSError as exc:
+            raise WorkspaceError(
+                f"{ws.root}: cannot open the workspace ({os_reason(exc)}); {_PATH_HINT}"
+            ) from None
+
+    @staticmethod
+    def _open(ws: Workspace, create: bool) -> Workspace:
         marker = ws.root / MARKER
         if not marker.exists():
             if not create:
