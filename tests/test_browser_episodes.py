@@ -129,43 +129,42 @@ def test_episodes_page_steps_by_keyboard_and_timeline_clicks_and_saves_an_overri
 
 def exercise(page: Any, url: str, runs: list[str]) -> None:
     """Open the episode with both runs; keys, a timeline click, an override; screenshots on the way."""
-    if True:
-        open_episode(page, url, vs=runs[1])  # the first request of a fresh server
-        assert shown_step(page) == 0
-        nav = page.locator("[data-testid='stSidebarNav']")
-        assert "Overview" in nav.inner_text()  # the app's navigation, not the bare page file
-        page.screenshot(path=str(ARTIFACTS / "episodes-open.png"))
+    open_episode(page, url, vs=runs[1])  # the first request of a fresh server
+    assert shown_step(page) == 0
+    nav = page.locator("[data-testid='stSidebarNav']")
+    assert "Overview" in nav.inner_text()  # the app's navigation, not the bare page file
+    page.screenshot(path=str(ARTIFACTS / "episodes-open.png"))
 
-        press(page, "ArrowRight", then_step=1)
-        press(page, "ArrowRight", then_step=2)
-        press(page, "ArrowLeft", then_step=1)
+    press(page, "ArrowRight", then_step=1)
+    press(page, "ArrowRight", then_step=2)
+    press(page, "ArrowLeft", then_step=1)
 
-        click_timeline_point(page, 12, cursor=1)
-        wait_for_step(page, 12)
-        wait_for_url_step(page, 12)
-        page.screenshot(path=str(ARTIFACTS / "episodes-step12.png"))
+    click_timeline_point(page, 12, cursor=1)
+    wait_for_step(page, 12)
+    wait_for_url_step(page, 12)
+    page.screenshot(path=str(ARTIFACTS / "episodes-step12.png"))
 
-        form = page.locator("[data-testid='stForm']")
-        form.get_by_label("Reason (required)").fill("the agent only walks here")
-        form.locator("input[type='number']").fill("3")
-        form.get_by_role("button", name=re.compile("Save override")).click()
-        page.get_by_text("overridden to 3").first.wait_for(timeout=10_000)
-        page.locator("[data-testid='stDataFrame']").last.wait_for()
-        page.screenshot(path=str(ARTIFACTS / "episodes-override.png"))
-        assert shown_step(page) == 12
-        page.get_by_text("Overridden: the run said").first.wait_for()
-        form = page.locator("[data-testid='stForm']")  # saved: the inputs start again from the new score
-        assert form.get_by_label("Reason (required)").input_value() == ""
-        assert form.locator("input[type='number']").input_value() == "3"
-        assert timeline_steps(page, run=0, signal="overridden") == [12]
-        page.get_by_text("Stage one").first.scroll_into_view_if_needed()
-        page.screenshot(path=str(ARTIFACTS / "episodes-analysis.png"))
+    form = page.locator("[data-testid='stForm']")
+    form.get_by_label("Reason (required)").fill("the agent only walks here")
+    form.locator("input[type='number']").fill("3")
+    form.get_by_role("button", name=re.compile("Save override")).click()
+    page.get_by_text("overridden to 3").first.wait_for(timeout=10_000)
+    page.locator("[data-testid='stDataFrame']").last.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "episodes-override.png"))
+    assert shown_step(page) == 12
+    page.get_by_text("Overridden: the run said").first.wait_for()
+    form = page.locator("[data-testid='stForm']")  # saved: the inputs start again from the new score
+    assert form.get_by_label("Reason (required)").input_value() == ""
+    assert form.locator("input[type='number']").input_value() == "3"
+    assert timeline_steps(page, run=0, signal="overridden") == [12]
+    page.get_by_text("Stage one").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "episodes-analysis.png"))
 
-        # a row of the episode list opens that episode at its first step
-        grid = page.locator("[data-testid='stSidebar'] [data-testid='stDataFrame']").bounding_box()
-        assert grid
-        page.mouse.click(grid["x"] + 18, grid["y"] + 35 + 35 * 2 + 17)  # the third row's checkbox
-        page.wait_for_function(
-            f"new URLSearchParams(location.search).get('episode') !== {EPISODE!r}", timeout=10_000
-        )
-        wait_for_step(page, 0)
+    # a row of the episode list opens that episode at its first step
+    grid = page.locator("[data-testid='stSidebar'] [data-testid='stDataFrame']").bounding_box()
+    assert grid
+    page.mouse.click(grid["x"] + 18, grid["y"] + 35 + 35 * 2 + 17)  # the third row's checkbox
+    page.wait_for_function(
+        f"new URLSearchParams(location.search).get('episode') !== {EPISODE!r}", timeout=10_000
+    )
+    wait_for_step(page, 0)

@@ -117,8 +117,17 @@ def test_the_figure_shows_the_summary_numbers_with_one_colour_per_method() -> No
 
 
 def test_a_methods_colour_does_not_depend_on_the_other_methods_shown() -> None:
-    assert method_colour("sparse+rgvlm:x") == method_colour("sparse+rgvlm:x")
-    assert method_colour("sparse") != method_colour("bc") != method_colour("expert")
+    from rgvlm_core.charts_compare import method_colours
+
+    fixed = {m: method_colour(m) for m in ("sparse", "bc", "expert")}
+    assert len(set(fixed.values())) == 3, "the three reference methods never share a colour"
+    for shown in (["sparse", "bc"], ["clip:a", "expert", "sparse", "rgvlm:b", "bc"], ["expert"]):
+        colours = method_colours(shown)
+        assert {m: colours[m] for m in shown if m in fixed} == {m: fixed[m] for m in shown if m in fixed}
+    # a learned method keeps its colour when methods that appeared after it are added
+    first = method_colours(["sparse", "rgvlm:a", "rgvlm:b"])
+    more = method_colours(["sparse", "rgvlm:a", "rgvlm:b", "clip:c", "bc"])
+    assert first["rgvlm:a"] == more["rgvlm:a"] and first["rgvlm:b"] == more["rgvlm:b"]
 
 
 def test_methods_take_palette_colours_in_the_order_they_first_appeared() -> None:

@@ -121,7 +121,9 @@ def test_summarize_matches_numbers_computed_by_hand() -> None:
 
 def test_summarize_agrees_with_the_rows_of_a_real_run() -> None:
     results = list(evaluate("random", replace(SMALL, lengths=(2, 5))))
-    for row in summarize(results):
+    summary = summarize(results)
+    assert [row["length"] for row in summary] == [2, 5]
+    for row in summary:
         mine = [r for r in results if r.length == row["length"]]
         p = [r.completed / r.n_subtasks for r in mine]
         mean = sum(p) / len(p)
