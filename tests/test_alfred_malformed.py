@@ -513,7 +513,7 @@ def test_reader_never_raises_on_any_single_field_edit(tmp_path: Path) -> None:
     path = write_trajectory(tmp_path, frames=True, features="images+10")
     base = build_document()
     rng = random.Random(7)
-    edits = 0
+    edits = read = refused = 0
     for field_path in _paths(base):
         for value in [*rng.sample(_ODD_VALUES, 3), "<delete>"]:
             doc = _edit(base, field_path, value, delete=value == "<delete>")
@@ -523,6 +523,11 @@ def test_reader_never_raises_on_any_single_field_edit(tmp_path: Path) -> None:
             for error in result.errors:
                 assert "\n" not in str(error) and error.source.startswith("train/")
             if result.trajectory is not None:
+                read += 1
                 spans = result.trajectory.subtask_spans
                 assert sum(step.sparse_reward for step in result.trajectory.steps) == len(spans)
+            else:
+                refused += 1
+                assert result.errors, "a refused file says why"
     assert edits > 500
+    assert read > 0 and refused > 0, "the edits include harmless ones (read) and fatal ones (refused)"

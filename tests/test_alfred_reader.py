@@ -112,6 +112,7 @@ def test_reader_gives_real_subtasks_the_instructions_of_their_merged_subgoals(
 ) -> None:
     result = next(r for r in real_results if r.trajectory and not r.trajectory.task_only)
     doc = _doc(result, real_root)
+    assert len(result.episodes) == len(doc["turk_annotations"]["anns"]) >= 1, "one episode per annotation"
     for episode in result.episodes:
         ann = doc["turk_annotations"]["anns"][episode.repeat_idx]
         assert episode.goal == ann["task_desc"].strip()
