@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -128,6 +130,18 @@ def test_a_frame_that_cannot_be_read_fails_the_segment(
     assert result.status == "failed" and f"frame {broken} could not be read" in (result.error or "")
     result = label(config, segment([str(tmp_path / "gone.jpg")]))
     assert result.error == f"frame {tmp_path / 'gone.jpg'} does not exist"
+
+
+def test_a_frame_replaced_by_a_fifo_or_dev_zero_fails_the_segment_without_hanging(
+    clip_model: Path, tmp_path: Path
+) -> None:
+    fifo, zero = tmp_path / "fifo.jpg", tmp_path / "zero.jpg"
+    os.mkfifo(fifo)
+    zero.symlink_to("/dev/zero")
+    config = ClipConfig(model=str(clip_model), device="cpu", frame="before")
+    for bad, why in ((fifo, "FIFO"), (zero, "not a regular file|character device")):
+        result = label(config, segment([str(bad)]))
+        assert result.status == "failed" and re.search(why, result.error or ""), result.error
 
 
 def test_a_model_failure_fails_the_segment_and_a_closed_labeller_refuses(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,17 @@ def test_small_frames_are_sent_as_they_are_and_large_ones_downscaled(tmp_path: P
     Image.new("RGB", (1200, 900), "white").save(big)
     out = encode_frame(str(big), 336)
     assert isinstance(out, ImagePart) and max(Image.open(io.BytesIO(out.data)).size) == 336
+
+
+def test_a_frame_that_is_a_fifo_or_dev_zero_is_an_os_error_at_once(tmp_path: Path) -> None:
+    """The labeller turns OSError into "cannot read a frame"; before, a FIFO hung the run and
+    /dev/zero was read until memory ran out."""
+    fifo, zero = tmp_path / "fifo.jpg", tmp_path / "zero.jpg"
+    os.mkfifo(fifo)
+    zero.symlink_to("/dev/zero")
+    for bad in (fifo, zero):
+        with pytest.raises(OSError, match=str(bad)):
+            encode_frame(str(bad), 336)
 
 
 @pytest.mark.parametrize(

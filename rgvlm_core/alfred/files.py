@@ -25,6 +25,9 @@ MAX_JSON_BYTES = 64 << 20
 # feat_conv.pt holds [T, 512, 7, 7] float32 rows of 100,352 bytes: 1 GiB is T = 10,700, ten times the
 # longest ALFRED trajectory. It is memory-mapped, so the cap guards the whole-file fallback load.
 MAX_FEATURES_BYTES = 1 << 30
+# A frame: ALFRED's are 300x300 JPEGs of ~20 KB; a generous cap that still bounds what a label run reads
+# when a frame was replaced (by a FIFO, a link to /dev/zero, a huge file) after the import checked it.
+MAX_FRAME_BYTES = 32 << 20
 _CHUNK = 1 << 20
 
 _KINDS = (

@@ -23,6 +23,7 @@ transformers are imported inside functions, so reading `ClipConfig` (CLI help) s
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import threading
@@ -295,11 +296,17 @@ class _SegmentError(Exception):
 def _open_frame(path: str) -> Any:
     from PIL import Image
 
+    from rgvlm_core.alfred.files import MAX_FRAME_BYTES, RefusedPath, read_capped
+
+    try:  # capped and non-blocking: a frame replaced by a FIFO or /dev/zero fails, it does not hang
+        data = read_capped(Path(path), MAX_FRAME_BYTES)
+    except RefusedPath as exc:
+        if not Path(path).exists():
+            raise _SegmentError(f"frame {path} does not exist") from None
+        raise _SegmentError(f"frame {path} could not be read: {exc.reason}") from None
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(data)) as img:
             return img.convert("RGB")
-    except FileNotFoundError:
-        raise _SegmentError(f"frame {path} does not exist") from None
     except Exception as exc:
         raise _SegmentError(f"frame {path} could not be read: {type(exc).__name__}: {exc}") from None
 

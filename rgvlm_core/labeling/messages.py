@@ -76,7 +76,12 @@ def encode_frame(path: str, max_side: int, quality: int = 90) -> ImagePart:
     """The frame as it is sent: the file's own bytes when small enough, else downscaled JPEG."""
     from PIL import Image
 
-    data = Path(path).read_bytes()
+    from rgvlm_core.alfred.files import MAX_FRAME_BYTES, RefusedPath, read_capped
+
+    try:
+        data = read_capped(Path(path), MAX_FRAME_BYTES)  # never blocks on a FIFO, never reads /dev/zero whole
+    except RefusedPath as exc:
+        raise OSError(str(exc)) from None  # the caller's "cannot read a frame" failure
     with Image.open(io.BytesIO(data)) as img:
         if max(img.size) <= max_side and img.format in ("JPEG", "PNG"):
             return ImagePart(data, "image/jpeg" if img.format == "JPEG" else "image/png")
