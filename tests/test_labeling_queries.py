@@ -82,6 +82,17 @@ def test_stage_two_is_text_only_and_asks_for_exactly_the_segment_steps() -> None
     assert "expected 2 scores" in repaired.messages[-1].parts[0].text  # type: ignore[union-attr]
 
 
+def test_the_default_prompt_asks_for_the_form_the_schema_admits() -> None:
+    """A constrained server must answer in the schema's form: a prompt describing another form would
+    pull the model against its own grammar, and unconstrained answers would differ from constrained ones."""
+    request = stage2_request(DEFAULT_PROMPT, _segment(2), "It goes to the sink.", 3, QueryConfig())
+    asked = request.messages[1].parts[0].text  # type: ignore[union-attr]
+    repair = repair_request(DEFAULT_PROMPT, _segment(2), request, "{}", "expected 2 scores", 3)
+    for text in (asked, repair.messages[-1].parts[0].text):  # type: ignore[union-attr]
+        assert '{"scores": {"<step number>": {"score": <integer' in text
+        assert '"step":' not in text
+
+
 def test_small_frames_are_sent_as_they_are_and_large_ones_downscaled(tmp_path: Path) -> None:
     small = _segment(1, tmp_path, size=300).steps[0].frame
     assert small is not None

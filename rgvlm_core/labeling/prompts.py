@@ -70,13 +70,13 @@ Actions, numbered by step:
 Score each action from {{ score_min }} to {{ score_max }} by its contribution to completing the \
 {{ "subtask" if unit == "subtask" else "task" }}: {{ score_max }} for an action that completes it or is \
 essential to it, {{ score_min }} for one that is useless, undone later or harmful. Answer with JSON only, \
-in this form: {"scores": [{"step": <step number>, "score": <integer>, "reason": "<a few words>"}, ...]} \
-with exactly one entry for each of the {{ n_steps }} steps: {{ steps_list }}."""
+keyed by step number, in this form: {"scores": {"<step number>": {"score": <integer>, "reason": \
+"<a few words>"}, ...}} with exactly one entry for each of the {{ n_steps }} steps: {{ steps_list }}."""
 REPAIR = """\
 Your answer could not be used: {{ error }}
-Answer again with JSON only: {"scores": [{"step": <step number>, "score": <integer {{ score_min }}..\
-{{ score_max }}>, "reason": "<a few words>"}, ...]}, exactly one entry for each of the steps \
-{{ steps_list }}."""
+Answer again with JSON only, keyed by step number: {"scores": {"<step number>": {"score": <integer \
+{{ score_min }}..{{ score_max }}>, "reason": "<a few words>"}, ...}}, exactly one entry for each of the \
+steps {{ steps_list }}."""
 
 _ENV = BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
 
