@@ -71,3 +71,17 @@ def test_a_device_this_torch_cannot_use_is_a_usage_error_not_an_assertion() -> N
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match=r"'cuda'.*use --device cpu"):
             IQL(4, 4, 3, IQLConfig(device="cuda"))
+
+
+def test_rgvlm_train_takes_threads_from_its_option(sample_ws) -> None:  # type: ignore[no-untyped-def]
+    env = {**os.environ, THREADS_ENV: "1"}
+    args = ["-w", str(sample_ws.root), "train", "--encoder", "hash", "--steps", "2", "--batch-size", "8"]
+    args += ["--log-every", "1", "--iql", "hidden=8", "--threads", "2", "--name", "cli-two"]
+    out = subprocess.run(
+        [sys.executable, "-m", "rgvlm_core.cli", *args], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    reader = sample_ws.reader()
+    row = reader.rows("SELECT provenance FROM train_runs WHERE run_id = 'cli-two'")
+    reader.close()
+    assert json.loads(row[0]["provenance"])["threads"] == 2, "--threads wins over RGVLM_THREADS"

@@ -37,6 +37,13 @@ def experiment(
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Transitions per step."),
     encoder: str = typer.Option("minilm", "--encoder", help="Instruction encoder: minilm or hash."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    threads: int = typer.Option(
+        None,
+        "--threads",
+        min=0,
+        help="Torch CPU threads of this process (default: RGVLM_THREADS, else 1; 0 = one per core). "
+        "One thread does not collapse when other work shares the cores.",
+    ),
     log_every: int = typer.Option(250, "--log-every", min=1, help="Store metrics every N steps."),
     iql: list[str] = typer.Option(
         [], "--iql", help="IQL setting NAME=VALUE, repeatable (e.g. --iql beta=3 --iql expectile=0.7)."
@@ -65,7 +72,7 @@ def experiment(
     last = None
     with progress_bar("experiment") as bar:
         task = bar.add_task("experiment", total=1000, info="")
-        for last in run_experiment(ws, spec, config):
+        for last in run_experiment(ws, spec, config, threads=threads):
             info = f"run {last.index + 1}/{last.runs} {last.method} seed {last.seed}: {last.phase}"
             bar.update(task, completed=int(1000 * last.fraction), info=info)
             report_progress(int(1000 * last.fraction), 1000, info)

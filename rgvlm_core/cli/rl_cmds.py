@@ -21,6 +21,13 @@ def train(
         "sim", "--states", help="State features: sim (simulator episodes) or alfred (ALFRED ResNet features)."
     ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    threads: int = typer.Option(
+        None,
+        "--threads",
+        min=0,
+        help="Torch CPU threads of this process (default: RGVLM_THREADS, else 1; 0 = one per core). "
+        "One thread does not collapse when other work shares the cores.",
+    ),
     name: str = typer.Option(None, "--name", help="Run name (default: derived, unique)."),
     log_every: int = typer.Option(1000, "--log-every", min=1, help="Store metrics every N steps."),
     iql: list[str] = typer.Option(
@@ -45,7 +52,7 @@ def train(
     last = None
     with progress_bar("training") as bar:
         task = bar.add_task("train", total=steps, info="")
-        for last in train_run(ws, spec, config):
+        for last in train_run(ws, spec, config, threads=threads):
             info = f"q {last.metrics.get('losses/q', 0):.3f} v {last.metrics.get('losses/v', 0):.3f}"
             bar.update(task, completed=last.step, info=info)
             report_progress(last.step, steps, info)
