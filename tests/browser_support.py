@@ -24,6 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = os.environ.get("RGVLM_CHROMIUM", "/usr/bin/chromium")
+REQUIRE_BROWSER_ENV = "RGVLM_REQUIRE_BROWSER"  # set by .ci/run
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -95,7 +96,10 @@ def streamlit_app(workspace: Path, *, timeout_s: float = 60.0) -> Iterator[str]:
 def chromium_page(width: int = 1400, height: int = 1000) -> Iterator[Any]:
     """A Playwright page in headless Debian Chromium; skips the test when Chromium is not installed."""
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        pytest.skip(f"Chromium not found at {CHROMIUM} (Debian package `chromium`; .ci/run installs it)")
+        why = f"Chromium not found at {CHROMIUM} (Debian package `chromium`; .ci/run installs it)"
+        if os.environ.get(REQUIRE_BROWSER_ENV):  # CI: a missing browser must not pass as skipped tests
+            pytest.fail(f"{why}; {REQUIRE_BROWSER_ENV} is set, so browser tests may not skip")
+        pytest.skip(why)
     from playwright.sync_api import sync_playwright  # a dev dependency: missing is an error, not a skip
 
     with sync_playwright() as pw:
