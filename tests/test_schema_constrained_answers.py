@@ -25,7 +25,8 @@ from rgvlm_core.labeling.parse import ScoreError, parse_scores
 from rgvlm_core.labeling.prompts import DEFAULT_PROMPT
 from rgvlm_core.labeling.runs import RunConfig, label_run
 from rgvlm_core.labeling.types import SCORE_MAX, SCORE_MIN, StepScore
-from tests.fake_openai import FakeOpenAI, SchemaNotUnderstood, random_instance, schema_responder
+from tests.fake_openai import FakeOpenAI, schema_responder
+from tests.json_schema_instances import SchemaNotUnderstood, random_instance
 
 STEP_LISTS = [[0], [3, 4], [10, 11, 12], [7, 9, 30, 31], list(range(40, 52)), [5, 100, 2000]]
 DRAWS = 150
