@@ -36,8 +36,8 @@ Answers come from `responder(body) -> str`. The default (`default_responder`):
   plain integers.
 - anything else gets a short analysis text.
 `schema_responder(seed)` is a server that follows the schema to the letter and nothing more: a
-constrained request gets a random instance of its JSON schema (tests/json_schema_instances.py, which refuses the
-keywords it does not understand rather than ignore them), anything else the default answer.
+constrained request gets a random instance of its JSON schema (tests/json_schema_instances.py, which
+refuses the keywords it does not understand rather than ignore them), anything else the default answer.
 A responder that raises is answered with HTTP 500 and recorded in `responder_errors`.
 The answer is cut to `max_tokens` words (finish_reason "length"), like a real server.
 """
