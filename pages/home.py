@@ -13,7 +13,7 @@ from rgvlm_core.episodes import ALFRED_TASK_TYPES
 require_navigation()
 
 st.title("RG-VLM Studio")
-st.caption(f"Workspace {md_code(workspace_path())}")
+st.caption(f"Workspace {md_code(str(workspace_path()))}")
 
 reader = store_reader()
 if reader is None:

@@ -158,9 +158,9 @@ def _labels_card(reader: StoreReader, datasets: list[str]) -> None:
             note = partial_runs_note(_coverage(reader), [r["run_id"] for r in runs], datasets)
             if note:
                 st.caption(note)
-    model = os.environ.get("RGVLM_MODEL")
-    if model:
-        st.caption(f"LVLM configured: {md_code(model)} (RGVLM_MODEL)")
+    configured = os.environ.get("RGVLM_MODEL")
+    if configured:
+        st.caption(f"LVLM configured: {md_code(configured)} (RGVLM_MODEL)")
     else:
         st.caption(
             "No LVLM configured (set RGVLM_MODEL and RGVLM_BASE_URL): relabelling from the dashboard "
