@@ -7,6 +7,7 @@ from rgvlm_app import training_widgets as tw
 from rgvlm_app.jobs_panel import jobs_panel
 from rgvlm_app.nav import require_navigation
 from rgvlm_app.state import store_reader, workspace_path
+from rgvlm_app.text import md_escape
 from rgvlm_core.compare import runs_table
 
 require_navigation()
@@ -59,7 +60,7 @@ experiment = runs.loc[runs["run_id"] == run, "experiment"].iloc[0]
 if isinstance(experiment, str):
     st.page_link(
         "pages/compare.py",
-        label=f"Compare the methods of {experiment}",
+        label=f"Compare the methods of {md_escape(experiment)}",
         icon=":material/leaderboard:",
         query_params={"experiment": experiment},
     )

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from rgvlm_app.text import md_code, md_escape
 from rgvlm_core import compare
 from rgvlm_core.charts_compare import completion_figure, curves_figure, method_colour, success_figure
 from rgvlm_core.report import Comparison, build_comparison, render_report
@@ -128,9 +129,9 @@ def _apply_url(url: dict[str, str], catalog: pd.DataFrame, names: list[str]) -> 
         if names:
             st.session_state[MODE], st.session_state[EXPERIMENT] = EXPERIMENT_MODE, names[0]
         st.session_state[URL_WARNING] = (
-            f"The link asks for experiment `{url['experiment']}`, which this workspace does not have (or "
-            "which has no finished run yet). Showing "
-            f"{f'`{names[0]}`, the newest experiment,' if names else 'the evaluated runs'} instead."
+            f"The link asks for experiment {md_code(url['experiment'])}, which this workspace does not have "
+            "(or which has no finished run yet). Showing "
+            f"{f'{md_code(names[0])}, the newest experiment,' if names else 'the evaluated runs'} instead."
         )
         return
     wanted = list(dict.fromkeys(r.strip() for r in url["runs"].split(",") if r.strip()))
@@ -139,7 +140,7 @@ def _apply_url(url: dict[str, str], catalog: pd.DataFrame, names: list[str]) -> 
     missing = [r for r in wanted if r not in set(catalog["run_id"])]
     pending = [r for r in wanted if r not in evaluated and r not in missing]
     named = {"not in this workspace": missing, "trained but not evaluated yet": pending}
-    problems = [f"{why}: {', '.join(f'`{r}`' for r in ids)}" for why, ids in named.items() if ids]
+    problems = [f"{why}: {', '.join(md_code(r) for r in ids)}" for why, ids in named.items() if ids]
     if problems:
         rest = "Showing the others." if known else "Showing the default choice instead."
         st.session_state[URL_WARNING] = f"The link names runs {'; '.join(problems)}. {rest}"
@@ -209,7 +210,7 @@ def pending_note(catalog: pd.DataFrame) -> None:
     if pending:
         st.caption(
             f"{len(pending)} trained run(s) not evaluated yet, so not listed: "
-            f"{', '.join(f'`{r}`' for r in pending[:5])}"
+            f"{', '.join(md_code(r) for r in pending[:5])}"
             f"{' …' if len(pending) > 5 else ''}. Evaluate with `rgvlm evaluate RUN`."
         )
 
@@ -228,7 +229,7 @@ def overview(c: Comparison) -> None:
     tasks = trained[["condition", "length", "episode", "episode_seed"]].drop_duplicates()
     st.caption(
         f"{_count(len(runs), 'run')} · {_count(len(seeds), 'method')} · seeds per method: "
-        + ", ".join(f"{compare.method_label(m)} {n}" for m, n in seeds.items())
+        + ", ".join(f"{md_escape(compare.method_label(m))} {n}" for m, n in seeds.items())
         + f" · {len(trained):,} evaluated episodes on {len(tasks):,} distinct tasks "
         "(the expert is replayed on the same tasks)"
     )

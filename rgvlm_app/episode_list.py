@@ -232,7 +232,7 @@ def resolve_episode(reader: StoreReader, listed: EpisodeList, changed: bool) -> 
         try:
             return load_episode(reader, wanted)
         except RGVLMError as exc:
-            st.warning(f"{exc}. Showing the first listed episode instead.")
+            st.warning(f"{md_escape(str(exc))}. Showing the first listed episode instead.")  # names the id
     ids = listed.ids()
     if not ids:
         return None

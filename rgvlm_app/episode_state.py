@@ -149,7 +149,10 @@ def set_run(run_id: str) -> None:
 
 
 def flash(message: str) -> None:
-    """Show a message on the next run (one that follows an st.rerun)."""
+    """Show a message on the next run (one that follows an st.rerun).
+
+    `message` is Markdown (a toast renders it): escape the data in it (rgvlm_app.text).
+    """
     st.session_state[K.FLASH] = message
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from rgvlm_app.text import md_code, md_escape
 from rgvlm_core.jobs import Job, cancel_job, get_job, list_jobs, read_log
 from rgvlm_core.workspace import Workspace
 
@@ -38,9 +39,14 @@ def _cancel(ws: Workspace, job_id: str) -> None:
 
 
 def _job_row(ws: Workspace, job: Job) -> None:
+    """One job: status and command, Cancel while it runs, progress, error, log.
+
+    Everything in it but the icon is data (job.json, progress.json, exit.json): escaped for Markdown.
+    """
     with st.container(border=True):
         head, button = st.columns([6, 1])
-        head.markdown(f"{STATUS_ICON.get(job.status, '')} **{job.status}** · `{job.command}`")
+        status = md_escape(job.status)
+        head.markdown(f"{STATUS_ICON.get(job.status, '')} **{status}** · {md_code(job.command)}")
         if job.status == "running":
             # A callback, not `if button: ... st.rerun(scope="fragment")`: the click's rerun (of the
             # fragment in a browser, of the whole page in AppTest) then draws the job already stopped.
@@ -48,10 +54,10 @@ def _job_row(ws: Workspace, job: Job) -> None:
         fraction = job.fraction
         label = f"{job.done} of {job.total}" if job.total else "starting…"
         if job.status == "running":
-            st.progress(fraction or 0.0, text=f"{label} · {job.info}" if job.info else label)
+            st.progress(fraction or 0.0, text=f"{label} · {md_escape(job.info)}" if job.info else label)
         elif job.status == "done":
-            st.progress(1.0, text=f"finished {job.finished_at}")
+            st.progress(1.0, text=f"finished {md_escape(str(job.finished_at))}")
         if job.error and job.status != "done":
-            st.error(job.error, icon=":material/error:")
+            st.error(md_escape(job.error), icon=":material/error:")
         with st.expander("Log"):
             st.code(read_log(job, 4000) or "(empty)", language=None)

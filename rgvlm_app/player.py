@@ -13,7 +13,7 @@ import streamlit as st
 
 from rgvlm_app.episode_data import EpisodeView
 from rgvlm_app.episode_state import K, seed_widget, set_step
-from rgvlm_app.text import md_escape
+from rgvlm_app.text import md_code, md_escape
 
 PLAY_INTERVAL_S = 0.8
 # How a subtask stands at the current step: marker and words.
@@ -31,7 +31,7 @@ def episode_header(ep: EpisodeView) -> None:
     if info.get("scene"):
         facts.append(md_escape(info["scene"]))
     facts.append(f"{ep.n_steps} steps, {len(ep.subtasks)} subtasks")
-    st.caption(" · ".join(facts) + f"  \n`{info['episode_id']}`")
+    st.caption(" · ".join(facts) + f"  \n{md_code(info['episode_id'])}")
 
 
 def subtask_state(sub: dict[str, Any], step: int) -> str:

@@ -7,11 +7,14 @@ datasets whenever there is more than one, and always say what is selected and wh
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import streamlit as st
 
 from rgvlm_app import prompt_widgets as pw
+from rgvlm_app.text import md_escape
 from rgvlm_core.catalog import EpisodeFilter, episode_where
 from rgvlm_core.workspace import StoreReader
 
@@ -31,7 +34,7 @@ class DatasetScope:
     without_frames: int
 
     def describe(self) -> str:
-        """E.g. "alfred (ALFRED): 6 episodes, none with frames"."""
+        """E.g. "alfred (ALFRED): 6 episodes, none with frames", as Markdown (for captions)."""
         plural = "" if self.episodes == 1 else "s"
         if self.without_frames == 0:
             frames = ""
@@ -39,15 +42,19 @@ class DatasetScope:
             frames = ", none with frames"
         else:
             frames = f", {self.without_frames:,} without frames"
-        return f"{dataset_label(self.dataset)}: {self.episodes:,} episode{plural}{frames}"
+        return f"{dataset_label(self.dataset, md_escape)}: {self.episodes:,} episode{plural}{frames}"
 
 
-def dataset_label(dataset: str) -> str:
-    """A dataset's name as options show it; stable across runs (the browser sends labels back)."""
+def dataset_label(dataset: str, escape: Callable[[str], str] = str) -> str:
+    """A dataset's name as options show it; stable across runs (the browser sends labels back).
+
+    `escape` is applied to the dataset (data): `md_escape` where the label renders Markdown (radio
+    options, captions); plain text (multiselect options) needs none.
+    """
     if dataset == pw.ALL_DATASETS:
         return "all datasets"
     name = DATASET_NAMES.get(dataset)
-    return f"{dataset} ({name})" if name else dataset
+    return f"{escape(dataset)} ({name})" if name else escape(dataset)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -82,7 +89,13 @@ def preview_dataset(scopes: list[DatasetScope]) -> tuple[str, ...]:
     options = [pw.ALL_DATASETS, *names]
     pw.keep_valid(pw.PREVIEW_DATASET, options, pw.ALL_DATASETS)
     chosen = str(
-        st.radio("Dataset", options, key=pw.PREVIEW_DATASET, horizontal=True, format_func=dataset_label)
+        st.radio(
+            "Dataset",
+            options,
+            key=pw.PREVIEW_DATASET,
+            horizontal=True,
+            format_func=functools.partial(dataset_label, escape=md_escape),  # radio options are Markdown
+        )
     )
     shown = [s for s in scopes if chosen in (pw.ALL_DATASETS, s.dataset)]
     st.caption("Previewing from " + "; ".join(s.describe() for s in shown) + ".")
@@ -116,7 +129,7 @@ def scope_summary(scopes: list[DatasetScope], lvlm: bool) -> None:
     frameless = [s for s in scopes if s.without_frames]
     if lvlm and frameless:
         n = sum(s.without_frames for s in frameless)
-        names = ", ".join(s.dataset for s in frameless)
+        names = ", ".join(md_escape(s.dataset) for s in frameless)
         st.warning(
             f"{n:,} of these episodes have no frames ({names}, imported without raw_images): the LVLM "
             "cannot see them, so their subtasks would be recorded as failed. Pick only datasets with "

@@ -16,6 +16,7 @@ import streamlit as st
 
 from rgvlm_app import prompt_datasets as pd_
 from rgvlm_app import prompt_widgets as pw
+from rgvlm_app.text import md_code, md_escape
 from rgvlm_core.catalog import EpisodeFilter, workspace_counts
 from rgvlm_core.errors import RGVLMError
 from rgvlm_core.jobs import start_job
@@ -74,7 +75,7 @@ def backend_settings(prefix: str, prompt_id: str) -> BackendChoice:
     ).strip()
     if key_env:
         state = "is set" if os.environ.get(key_env) else "is not set (fine for a local server)"
-        right.caption(f"`{key_env}` {state} in the dashboard's environment; jobs read it from there.")
+        right.caption(f"{md_code(key_env)} {state} in the dashboard's environment; jobs read it from there.")
     return BackendChoice(
         backend=backend,
         model=model,
@@ -93,7 +94,7 @@ def start(workspace: Workspace, args: list[str], name: str) -> None:
         pw.show_error(exc)
         return
     st.session_state[pw.JOBS] = [*st.session_state[pw.JOBS], job.job_id]
-    st.success(f"Started job {job.job_id}: rgvlm {' '.join(args)}")
+    st.success(f"Started job {job.job_id}: {md_escape(job.command)}")  # as recorded: secrets masked
 
 
 def lvlm_test(workspace: Workspace, prompt: PromptVersion, episode_id: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from rgvlm_app.text import md_escape
 from rgvlm_core.errors import RGVLMError
 from rgvlm_core.labeling.prompts import TEMPLATE_FIELDS, PromptVersion, new_version
 from rgvlm_core.labeling.store import save_prompt
@@ -30,7 +31,7 @@ from rgvlm_core.workspace import Workspace
 SELECTED = "prompts.selected"  # prompt_id of the version shown, edited from, previewed and used
 DIFF_A, DIFF_B = "prompts.diff_a", "prompts.diff_b"  # the two versions compared
 NOTE = "prompts.note"  # the note of a new version
-SAVE_ERROR = "prompts.save_error"  # why the last attempt to save a version failed
+SAVE_ERROR = "prompts.save_error"  # why the last attempt to save a version failed (one line of Markdown)
 FLASH = "prompts.flash"  # a message for the next run, after a rerun (e.g. "saved")
 EPISODE_TEXT = "prompts.episode_text"  # goal filter of the preview's episode list
 PREVIEW_DATASET = "prompts.preview_dataset"  # dataset of the preview's episode list ("": all)
@@ -96,7 +97,9 @@ def error_line(message: object) -> str:
 
 
 def show_error(message: object) -> None:
-    st.error(error_line(message))
+    """A message (an exception, a problem) as one line of plain text: escaped, since st.error renders
+    Markdown and messages carry data (ids, paths, template excerpts, what a person typed)."""
+    st.error(md_escape(error_line(message)))
 
 
 # What rendering a user's template can raise: RGVLMError (the sandbox, its bounds, Jinja's own errors)
@@ -196,7 +199,8 @@ def _save_new_version(workspace: Workspace, parent: PromptVersion) -> None:
     try:
         child = save_prompt(workspace, new_version(parent, changes, note))
     except TEMPLATE_ERRORS as exc:
-        st.session_state[SAVE_ERROR] = error_line(f"{template_error(exc)} — nothing was saved.")
+        why = md_escape(error_line(template_error(exc)))
+        st.session_state[SAVE_ERROR] = f"{why} — nothing was saved."
         return
     st.session_state[SELECTED] = child.prompt_id
     st.session_state[NOTE] = ""
@@ -218,7 +222,7 @@ def new_version_form(workspace: Workspace, parent: PromptVersion) -> None:
             "Save new version", on_click=_save_new_version, args=(workspace, parent), key="prompts.save"
         )
     if st.session_state[SAVE_ERROR]:
-        show_error(st.session_state[SAVE_ERROR])
+        st.error(st.session_state[SAVE_ERROR])  # Markdown, its data escaped where it was written
 
 
 def flash() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from rgvlm_app.text import md_escape
 from rgvlm_core.errors import RGVLMError
 from rgvlm_core.sample import seed_if_empty
 from rgvlm_core.workspace import StoreReader, Workspace
@@ -32,5 +33,5 @@ def store_reader() -> StoreReader | None:
     try:
         return _reader(str(path))
     except RGVLMError as exc:
-        st.error(str(exc))
+        st.error(md_escape(str(exc)))  # the message names the path: data, not Markdown
         return None

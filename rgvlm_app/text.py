@@ -1,12 +1,13 @@
 """Showing text from data (ids, paths, models, goals, commands, model output) exactly as written.
 
 Escape for the medium the text goes to, once, where it is put there:
-- Markdown (st.markdown, st.caption, st.info/warning/error/success, st.toast, widget labels and help,
-  expander labels, segmented-control and pills options): `md_escape(text)` for running text, or
-  `md_code(text)` for a monospace id, path or command. Never `md_escape` inside backticks: a code
-  span shows every backslash.
-- Plain text (st.text, st.code, st.dataframe and st.table cells, selectbox and multiselect options,
-  query parameters): the raw text, no escaping.
+- Markdown (st.markdown, st.caption, st.info/warning/error/success, st.toast, st.progress text,
+  st.table cells, widget, button and page-link labels and help, expander labels, radio,
+  segmented-control and pills options): `md_escape(text)` for running text, or `md_code(text)` for
+  a monospace id, path or command. Never `md_escape` inside backticks: a code span shows every
+  backslash, and never hand-written backticks around data: a backtick in it ends the span.
+- Plain text (st.text, st.code, st.dataframe cells, selectbox and multiselect options, query
+  parameters): the raw text, no escaping.
 - Plotly (titles, labels, legend, hover): `rgvlm_core.charts.plotly_escape`, inside the chart builders.
 """
 

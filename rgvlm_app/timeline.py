@@ -107,12 +107,12 @@ def coverage_notice(reader: StoreReader, ep: EpisodeView, run_id: str) -> None:
     cols = st.columns(min(len(others), 3))
     for i, run in enumerate(sorted(others)):
         cols[i % len(cols)].button(
-            f"Show {run}",
+            f"Show {md_escape(run)}",
             key=f"{K.SWITCH_RUN}:{run}",
             icon=":material/swap_horiz:",
             on_click=set_run,
             args=(run,),
-            help=f"{run} labels {others[run]} steps of this episode",
+            help=f"{md_escape(run)} labels {others[run]} steps of this episode",
         )
 
 
@@ -187,8 +187,8 @@ def _save_override(
     try:
         add_override(reader.workspace, run_id, ep.episode_id, step, score, reason)
     except RGVLMError as exc:
-        st.error(str(exc))  # the inputs keep the typed score and reason
+        st.error(md_escape(str(exc)))  # the inputs keep the typed score and reason
         return
     st.session_state[K.OVERRIDE_SAVES] += 1  # new inputs: from the new score, with no reason
-    flash(f"Step {step} of {run_id} overridden to {score}.")
+    flash(f"Step {step} of {md_escape(run_id)} overridden to {score}.")
     st.rerun(scope="app")  # the list's means and every panel read the new label

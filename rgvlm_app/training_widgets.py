@@ -12,12 +12,14 @@ import json
 import re
 import shlex
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from rgvlm_app.text import md_code, md_escape
 from rgvlm_core import compare
 from rgvlm_core.audit import reference_run
 from rgvlm_core.errors import RGVLMError
@@ -31,7 +33,7 @@ METHODS = "training.methods"  # reward sources (methods) of the experiment
 NAME = "training.name"  # experiment name (prefilled, renewed after each launch)
 CONDITIONS = "training.conditions"  # evaluation conditions
 JOBS = "training.jobs"  # ids of the jobs started from this page in this session
-FLASH = "training.flash"  # what the last launch started, shown after the rerun
+FLASH = "training.flash"  # what the last launch started, shown after the rerun (Markdown)
 LAUNCH_S = "training.launch_s"  # seconds start_job took on the last launch
 METRIC = "training.metric"  # the training metric plotted
 CURVE_RUNS = "training.curve_runs"  # finished runs whose curves are plotted beside the jobs' runs
@@ -155,6 +157,16 @@ def _methods(sources: list[str], problems: dict[str, str]) -> list[str]:
     return list(methods)
 
 
+def _iql_config(values: Mapping[str, int | float], steps: int, log_every: int) -> IQLConfig:
+    """The form's IQL settings as an IQLConfig, each number as its field's type (int or float).
+
+    A number_input returns an int or a float, as its default is; the cast makes that explicit.
+    """
+    defaults = IQLConfig()
+    typed: dict[str, Any] = {name: type(getattr(defaults, name))(value) for name, value in values.items()}
+    return replace(defaults, steps=steps, log_every=log_every, **typed)
+
+
 def _hyperparameters(steps: int, log_every: int, problems: dict[str, str]) -> dict[str, int | float]:
     """The main IQL settings (IQLConfig defaults, IQL_HELP tooltips), checked by IQLConfig itself."""
     st.markdown("**IQL hyperparameters**")
@@ -166,10 +178,10 @@ def _hyperparameters(steps: int, log_every: int, problems: dict[str, str]) -> di
             format=FORMATS.get(name), key=key(f"iql.{name}"), help=IQL_HELP[name],
         )  # fmt: skip
     try:
-        IQLConfig(**values, steps=steps, log_every=log_every).validate()  # type: ignore[arg-type]
+        _iql_config(values, steps, log_every).validate()
     except RGVLMError as exc:
         problems["IQL hyperparameters"] = str(exc)  # names the setting and its allowed range
-        st.error(str(exc), icon=":material/error:")
+        st.error(md_escape(str(exc)), icon=":material/error:")
     return values
 
 
@@ -210,11 +222,12 @@ def launch(workspace: Workspace, args: list[str], name: str) -> None:
     try:
         job = start_job(workspace, args, name=name)
     except RGVLMError as exc:
-        st.error(str(exc))
+        st.error(md_escape(str(exc)))
         return
     st.session_state[LAUNCH_S] = seconds = time.perf_counter() - started
     st.session_state[JOBS] = [*st.session_state[JOBS], job.job_id]
-    st.session_state[FLASH] = f"Started job {job.job_id} in {seconds:.2f} s: `{shlex.join(['rgvlm', *args])}`"
+    command = md_code(shlex.join(["rgvlm", *args]))
+    st.session_state[FLASH] = f"Started job {job.job_id} in {seconds:.2f} s: {command}"  # Markdown
     st.session_state[_RENEW] = True
     st.rerun()
 
