@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,3 +23,34 @@ def open_page(
     at.switch_page(f"pages/{page}.py").run()
     assert not at.exception, at.exception
     return at
+
+
+# -- what a reader sees: Markdown rendered with a CommonMark parser, as the browser does ----------
+_MARKDOWN = MarkdownIt("commonmark").enable(["strikethrough", "table"])
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def shown(markdown: str) -> str:
+    """The text a reader sees of `markdown`: rendered, tags dropped, entities decoded."""
+    parser = _Text()
+    parser.feed(_MARKDOWN.render(markdown))
+    return "".join(parser.parts)
+
+
+def markdown_texts(at: AppTest) -> list[str]:
+    """What every Markdown-rendering element of the page shows."""
+    sources = [
+        e.value
+        for kind in ("markdown", "caption", "info", "warning", "error", "success")
+        for e in at.get(kind)
+    ]
+    sources += [e.label for e in at.expander]
+    return [shown(s).strip() for s in sources]

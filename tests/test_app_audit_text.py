@@ -11,19 +11,17 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
 from rgvlm_app import audit_widgets as aw
 from rgvlm_app.text import md_code, md_escape
 from rgvlm_core.workspace import Workspace
 from rgvlm_core.workspace.schema import EXPERIMENTS
-from tests.app_support import open_page
+from tests.app_support import markdown_texts, open_page, shown
 from tests.test_audit import GOAL_WITH_MARKUP, RUN_WITH_MARKUP, mixed_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,34 +29,6 @@ MARKUP = "*[x](y)<b>"
 EXPERIMENT = f"exp_1.0-{MARKUP}"
 MODEL = f"org/model_v1.5-{MARKUP}"
 DATA_DIR = f"data_{MARKUP}-1.0"
-_MARKDOWN = MarkdownIt("commonmark").enable(["strikethrough", "table"])
-
-
-class _Text(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
-
-
-def shown(markdown: str) -> str:
-    """The text a reader sees of `markdown`: rendered, tags dropped, entities decoded."""
-    parser = _Text()
-    parser.feed(_MARKDOWN.render(markdown))
-    return "".join(parser.parts)
-
-
-def markdown_texts(at: AppTest) -> list[str]:
-    """What every Markdown-rendering element of the page shows."""
-    sources = [
-        e.value
-        for kind in ("markdown", "caption", "info", "warning", "error", "success")
-        for e in at.get(kind)
-    ]
-    sources += [e.label for e in at.expander]
-    return [shown(s).strip() for s in sources]
 
 
 def test_the_helpers_keep_any_text_literal() -> None:

@@ -25,6 +25,7 @@ from rgvlm_core.sample import label_sample
 from rgvlm_core.workspace import Workspace
 from rgvlm_core.workspace.schema import ANALYSES, LABEL_RUNS, LABELS
 from tests import app_support
+from tests.app_support import shown
 from tests.labeling_support import sample_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,7 +129,7 @@ def test_a_link_to_an_unknown_episode_warns_and_falls_back(
     ws, _ = labelled
     at = open_page(monkeypatch, ws, episode="sim:nope#0", step="3", run="no-such-run")
     warnings = " ".join(w.value for w in at.warning)
-    assert "no episode 'sim:nope#0'" in warnings
+    assert "no episode 'sim:nope#0'" in shown(warnings)
     assert "no\\-such\\-run" in warnings
     assert at.query_params["episode"] != "sim:nope#0"
     assert not at.exception

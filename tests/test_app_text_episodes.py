@@ -1,6 +1,6 @@
 """Episode ids, run ids and links are data: the Episodes page shows them exactly as written.
 
-Rendered with a CommonMark parser as the browser would (`shown`, from test_app_audit_text): the
+Rendered with a CommonMark parser as the browser would (`shown`, from tests/app_support.py): the
 caption under the goal, the warning about a linked episode the workspace lacks, the buttons that
 offer the runs labelling an episode (label and tooltip), and the toast confirming an override.
 """
@@ -16,8 +16,7 @@ from rgvlm_app.episode_state import K
 from rgvlm_core.importer import ImportConfig, import_alfred
 from rgvlm_core.workspace import Workspace
 from tests.alfred_factory import write_trajectory
-from tests.app_support import open_page
-from tests.test_app_audit_text import markdown_texts, shown
+from tests.app_support import markdown_texts, open_page, shown
 from tests.test_audit import mixed_workspace
 
 TRIAL = "trial_`x`_T20190101_000000_000001"  # a backtick in the folder name, so in the episode id

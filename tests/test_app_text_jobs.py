@@ -2,7 +2,7 @@
 
 A job's command, its progress line, its error and the workspace's path reach Markdown-rendering
 elements (markdown, st.progress text, st.error); rendered with a CommonMark parser as the browser
-would (`shown`, from test_app_audit_text), each must read as the raw value: no emphasis, link or
+would (`shown`, from tests/app_support.py), each must read as the raw value: no emphasis, link or
 tag made from it, no code span broken by a backtick in it, no backslash shown.
 """
 
@@ -16,7 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from rgvlm_core.workspace import Workspace
-from tests.test_app_audit_text import markdown_texts, shown
+from tests.app_support import markdown_texts, shown
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKUP = "_x_ *y* [a](b) <b> `tick`"  # emphasis, a link, a tag and a backtick

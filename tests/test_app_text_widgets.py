@@ -1,7 +1,7 @@
 """Run ids, experiment names, commands and settings typed by a person are data: the Compare, Training
 and Prompts widgets show them exactly as written.
 
-Rendered with a CommonMark parser as the browser would (`shown`, from test_app_audit_text): captions,
+Rendered with a CommonMark parser as the browser would (`shown`, from tests/app_support.py): captions,
 warnings, errors, success messages and page-link labels must read as the raw value, a backtick in
 it included (it would close a hand-written code span).
 """
@@ -24,8 +24,7 @@ from rgvlm_app.text import md_escape
 from rgvlm_core.report import Comparison
 from rgvlm_core.workspace import Workspace
 from rgvlm_core.workspace.schema import EXPERIMENT_RUNS, TRAIN_RUNS
-from tests.app_support import open_page
-from tests.test_app_audit_text import markdown_texts, shown
+from tests.app_support import markdown_texts, open_page, shown
 
 MARKUP = "_x_ *y* [a](b) <b> `t`"
 RUN = f"sparse-s0{MARKUP}"  # a training run, never evaluated

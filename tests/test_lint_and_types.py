@@ -1,7 +1,8 @@
-"""The type check runs with the tests: plain `mypy` (configured in pyproject.toml) over the core, the
-dashboard's helpers, app.py and the page scripts, so CI (which runs pytest) fails on a type error.
+"""Lint and types run with the tests, so CI (which runs pytest) fails on a lint or type error: ruff (lint
+and format, configured in pyproject.toml) over the whole tree, and plain `mypy` over the core, the
+dashboard's helpers, app.py and the page scripts.
 
-mypy is a dev dependency: a missing one fails here, like any broken install, instead of skipping.
+ruff and mypy are dev dependencies: a missing one fails here, like any broken install, instead of skipping.
 """
 
 from __future__ import annotations
@@ -36,3 +37,11 @@ def test_plain_mypy_checks_the_core_the_dashboard_and_its_pages_and_finds_no_err
     found = re.search(r"no issues found in (\d+) source files", done.stdout)
     assert found, done.stdout
     assert int(found.group(1)) == len(_checked_files()), (done.stdout, len(_checked_files()))
+
+
+def test_ruff_finds_no_lint_error_and_nothing_to_reformat() -> None:
+    for args in (["check", "."], ["format", "--check", "."]):
+        done = subprocess.run(
+            [sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, f"ruff {' '.join(args)}:\n{done.stdout}{done.stderr}"
