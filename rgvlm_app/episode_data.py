@@ -26,7 +26,7 @@ import streamlit as st
 from rgvlm_app.episode_shards import shards_holding
 from rgvlm_core.audit import episode_table, reference_run
 from rgvlm_core.catalog import EpisodeFilter, get_episode
-from rgvlm_core.labeling.types import SCORE_MAX
+from rgvlm_core.labeling.store import effective_labels_sql
 from rgvlm_core.workspace import StoreReader
 from rgvlm_core.workspace.store import Snapshot
 
@@ -146,21 +146,10 @@ def run_options(reader: StoreReader) -> list[dict[str, Any]]:
     return _runs(reader, stamp(reader, "label_runs"))
 
 
-# The effective labels of one episode for every run, as rgvlm_core.labeling.store.effective_labels
-# computes them (the latest override of a step wins). One scan per episode serves every run: with
-# hundreds of label shards, each query costs about as much as opening them all.
-_LABELS_SQL = f"""
-    WITH o AS (SELECT run_id, t, arg_max(score, created_at) AS score, arg_max(reason, created_at) AS reason
-               FROM overrides WHERE episode_id = ? GROUP BY run_id, t)
-    SELECT l.run_id, l.t, l.segment_id,
-           coalesce(o.score, l.score)::TINYINT AS score,
-           (coalesce(o.score, l.score) / {SCORE_MAX})::FLOAT AS reward,
-           CASE WHEN o.score IS NOT NULL THEN 'overridden' ELSE l.status END AS status,
-           l.score AS run_score, l.reason, o.reason AS override_reason
-    FROM {{src}} l LEFT JOIN o USING (run_id, t)
-    WHERE l.episode_id = ?
-    ORDER BY l.run_id, l.t
-"""
+# The effective labels of one episode for every run (labeling.store's rule: the latest override of a
+# step wins). One scan per episode serves every run: with hundreds of label shards, each query costs
+# about as much as opening them all, so `{src}` is only the shards that can hold the episode.
+_LABELS_SQL = effective_labels_sql("episode_id", source="{src}")
 
 
 def _by_run(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -169,6 +169,30 @@ def label_runs(reader: StoreReader) -> list[dict[str, Any]]:
     )
 
 
+def effective_labels_sql(by: str, *, source: str = "labels", extra: str = "") -> str:
+    """The SQL of effective labels (a run's score, or the latest override of the step: it wins) for the
+    label rows whose `by` (run_id or episode_id) equals a parameter given twice (for the overrides and
+    for the labels); rows come keyed by the other of the two, then t. `source` is where label rows are
+    read (the view, or a list of shards), `extra` more conditions on `l`. The one home of that rule:
+    the dashboard's per-episode reads use it over the shards that can hold the episode."""
+    if by not in ("run_id", "episode_id"):
+        raise ValueError(f"effective labels by {by!r}: use run_id or episode_id")
+    key = "episode_id" if by == "run_id" else "run_id"
+    return f"""
+        WITH o AS (SELECT {key}, t, arg_max(score, created_at) AS score,
+                          arg_max(reason, created_at) AS reason
+                   FROM overrides WHERE {by} = ? GROUP BY {key}, t)
+        SELECT l.{key}, l.t, l.segment_id,
+               coalesce(o.score, l.score)::TINYINT AS score,
+               (coalesce(o.score, l.score) / {SCORE_MAX})::FLOAT AS reward,
+               CASE WHEN o.score IS NOT NULL THEN 'overridden' ELSE l.status END AS status,
+               l.score AS run_score, l.reason, o.reason AS override_reason
+        FROM {source} l LEFT JOIN o USING ({key}, t)
+        WHERE l.{by} = ? {extra}
+        ORDER BY l.{key}, l.t
+        """
+
+
 def effective_labels(reader: StoreReader, run_id: str, episode_ids: Sequence[str] | None = None) -> pa.Table:
     """A run's labels with people's overrides applied: the latest override of a step wins.
 
@@ -177,22 +201,7 @@ def effective_labels(reader: StoreReader, run_id: str, episode_ids: Sequence[str
     """
     episode_filter = "AND l.episode_id IN (SELECT unnest(?))" if episode_ids is not None else ""
     params: list[Any] = [run_id, run_id] + ([list(episode_ids)] if episode_ids is not None else [])
-    return reader.query(
-        f"""
-        WITH o AS (SELECT episode_id, t, arg_max(score, created_at) AS score,
-                          arg_max(reason, created_at) AS reason
-                   FROM overrides WHERE run_id = ? GROUP BY episode_id, t)
-        SELECT l.episode_id, l.t, l.segment_id,
-               coalesce(o.score, l.score)::TINYINT AS score,
-               (coalesce(o.score, l.score) / {SCORE_MAX})::FLOAT AS reward,
-               CASE WHEN o.score IS NOT NULL THEN 'overridden' ELSE l.status END AS status,
-               l.score AS run_score, l.reason, o.reason AS override_reason
-        FROM labels l LEFT JOIN o USING (episode_id, t)
-        WHERE l.run_id = ? {episode_filter}
-        ORDER BY l.episode_id, l.t
-        """,
-        params,
-    )
+    return reader.query(effective_labels_sql("run_id", extra=episode_filter), params)
 
 
 def add_override(
