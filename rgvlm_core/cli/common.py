@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -120,3 +121,14 @@ def quiet_library_progress() -> None:
     transformers_logging = sys.modules.get("transformers.utils.logging")
     if transformers_logging is not None:
         transformers_logging.disable_progress_bar()
+
+
+def threads_option() -> Any:
+    """`--threads` of the commands that train: torch's intra-op threads (rgvlm_core.rl.threads)."""
+    return typer.Option(
+        None,
+        "--threads",
+        min=0,
+        help="Torch CPU threads of this process (default: RGVLM_THREADS, else 1; 0 = one per core). "
+        "One thread does not collapse when other work shares the cores.",
+    )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from rgvlm_core.cli.common import console, open_workspace, print_json, progress_bar
+from rgvlm_core.cli.common import console, open_workspace, print_json, progress_bar, threads_option
 from rgvlm_core.workspace import Workspace
 
 
@@ -37,13 +37,7 @@ def experiment(
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Transitions per step."),
     encoder: str = typer.Option("minilm", "--encoder", help="Instruction encoder: minilm or hash."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    threads: int = typer.Option(
-        None,
-        "--threads",
-        min=0,
-        help="Torch CPU threads of this process (default: RGVLM_THREADS, else 1; 0 = one per core). "
-        "One thread does not collapse when other work shares the cores.",
-    ),
+    threads: int = threads_option(),
     log_every: int = typer.Option(250, "--log-every", min=1, help="Store metrics every N steps."),
     iql: list[str] = typer.Option(
         [], "--iql", help="IQL setting NAME=VALUE, repeatable (e.g. --iql beta=3 --iql expectile=0.7)."

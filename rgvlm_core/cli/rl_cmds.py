@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rgvlm_core.cli.common import console, open_workspace, print_json, progress_bar
+from rgvlm_core.cli.common import console, open_workspace, print_json, progress_bar, threads_option
 
 
 def train(
@@ -21,13 +21,7 @@ def train(
         "sim", "--states", help="State features: sim (simulator episodes) or alfred (ALFRED ResNet features)."
     ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    threads: int = typer.Option(
-        None,
-        "--threads",
-        min=0,
-        help="Torch CPU threads of this process (default: RGVLM_THREADS, else 1; 0 = one per core). "
-        "One thread does not collapse when other work shares the cores.",
-    ),
+    threads: int = threads_option(),
     name: str = typer.Option(None, "--name", help="Run name (default: derived, unique)."),
     log_every: int = typer.Option(1000, "--log-every", min=1, help="Store metrics every N steps."),
     iql: list[str] = typer.Option(
