@@ -63,6 +63,14 @@ def _wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
         time.sleep(0.25)
 
 
+def _wait_for_file(path: Path, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_S
+    while not path.exists():
+        assert proc.poll() is None, f"rgvlm app exited with {proc.returncode}:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"no browser was opened:\n{log.read_text()}"
+        time.sleep(0.25)
+
+
 def _descendants(pid: int) -> set[int]:
     """Every process below `pid` (Linux /proc)."""
     parents: dict[int, int] = {}
@@ -120,6 +128,8 @@ def test_app_serves_a_fresh_machine_without_a_prompt_and_stops_with_its_child(
         _wait_healthy(proc, port, log)
         children = _descendants(proc.pid)
         assert children, "the dashboard should run in a Streamlit child process"
+        if not flags:  # rgvlm app opens the browser once it sees the server healthy: give it that moment
+            _wait_for_file(opened, proc, log)
         proc.send_signal(stop)
         proc.wait(timeout=60)
     finally:
