@@ -20,8 +20,9 @@ from rgvlm_app.text import md_code, md_escape
 from rgvlm_core.catalog import EpisodeFilter, workspace_counts
 from rgvlm_core.errors import RGVLMError
 from rgvlm_core.jobs import start_job
-from rgvlm_core.labeling.factory import LabelSpec
+from rgvlm_core.labeling.factory import BASE_URL_ENV, LabelSpec
 from rgvlm_core.labeling.prompts import PromptVersion
+from rgvlm_core.redact import redact
 from rgvlm_core.workspace import StoreReader, Workspace
 
 
@@ -44,12 +45,24 @@ class BackendChoice:
             out.append("Give the server's base URL, e.g. http://127.0.0.1:8000/v1 for vLLM.")
         return out
 
+    @property
+    def urls_hold_secrets(self) -> bool:
+        """A base URL with a credential in it (`http://user:KEY@host/v1`, `?api_key=...`)."""
+        return any(redact(url) != url for url in self.base_urls)
+
     def args(self) -> list[str]:
+        """The command-line options; base URLs holding a credential travel in `env()` instead, since a
+        command line is visible to every user of the machine (`ps`) while the job runs."""
         out = ["--labeller", "lvlm", "--backend", self.backend, "--model", self.model]
-        for url in self.base_urls:
-            out += ["--base-url", url]
+        if not self.urls_hold_secrets:
+            for url in self.base_urls:
+                out += ["--base-url", url]
         out += ["--api-key-env", self.api_key_env, "--concurrency", str(self.concurrency)]
         return [*out, "--prompt", self.prompt_id]
+
+    def env(self) -> dict[str, str]:
+        """What the job's environment adds: the base URLs when they hold a credential (RGVLM_BASE_URL)."""
+        return {BASE_URL_ENV: ",".join(self.base_urls)} if self.urls_hold_secrets else {}
 
 
 def backend_settings(prefix: str, prompt_id: str) -> BackendChoice:
@@ -64,7 +77,7 @@ def backend_settings(prefix: str, prompt_id: str) -> BackendChoice:
     if backend == "openai":
         urls = left.text_input(
             "Base URL(s), comma-separated",
-            value=os.environ.get("RGVLM_BASE_URL", ""),
+            value=os.environ.get(BASE_URL_ENV, ""),
             key=pw.setting_key(prefix, "base_url"),
         )
     concurrency = right.number_input(
@@ -86,10 +99,10 @@ def backend_settings(prefix: str, prompt_id: str) -> BackendChoice:
     )
 
 
-def start(workspace: Workspace, args: list[str], name: str) -> None:
+def start(workspace: Workspace, args: list[str], name: str, env: dict[str, str] | None = None) -> None:
     """Start `rgvlm label ...` as a job and remember it for the jobs panel."""
     try:
-        job = start_job(workspace, args, name=name)
+        job = start_job(workspace, args, name=name, env=env)
     except RGVLMError as exc:
         pw.show_error(exc)
         return
@@ -107,7 +120,8 @@ def lvlm_test(workspace: Workspace, prompt: PromptVersion, episode_id: str) -> N
     if choice.problems():
         return
     name = f"test-{prompt.prompt_id}-{episode_id}"
-    start(workspace, ["label", *choice.args(), "--name", name, "--episode", episode_id], name)
+    args = ["label", *choice.args(), "--name", name, "--episode", episode_id]
+    start(workspace, args, name, choice.env())
 
 
 def filter_args(flt: EpisodeFilter) -> list[str]:
@@ -207,4 +221,4 @@ def relabel_form(reader: StoreReader, prompt: PromptVersion) -> None:
     for problem in problems:
         pw.show_error(problem)
     if not problems:
-        start(reader.workspace, args, name or f"relabel ({labeller})")
+        start(reader.workspace, args, name or f"relabel ({labeller})", choice.env() if choice else None)

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,15 +72,22 @@ def jobs_dir(workspace: Workspace) -> Path:
     return workspace.root / "jobs"
 
 
-def start_job(workspace: Workspace, args: list[str], *, name: str) -> Job:
-    """Start `rgvlm -w WORKSPACE <args>` detached from the caller; returns at once."""
+def start_job(
+    workspace: Workspace, args: list[str], *, name: str, env: Mapping[str, str] | None = None
+) -> Job:
+    """Start `rgvlm -w WORKSPACE <args>` detached from the caller; returns at once.
+
+    `env` adds to the caller's environment: the way to hand a job a secret, which a command line
+    (visible to every user of the machine while the job runs) must not carry.
+    """
     if not args:
         raise RGVLMError("a job needs a command")
     job_id = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{_slug(name)}-{uuid.uuid4().hex[:4]}"
     folder = jobs_dir(workspace) / job_id
     folder.mkdir(parents=True)
     log = open(folder / "log.txt", "wb")  # noqa: SIM115 - handed to the child, closed below
-    env = {**os.environ, JOB_DIR_ENV: str(folder), "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
+    child_env = {**os.environ, **(env or {}), JOB_DIR_ENV: str(folder), "PYTHONUNBUFFERED": "1"}
+    child_env["COLUMNS"] = "120"
     cmd = [sys.executable, "-m", "rgvlm_core.cli", "-w", str(workspace.root), *args]
     try:
         proc = subprocess.Popen(
@@ -88,7 +95,7 @@ def start_job(workspace: Workspace, args: list[str], *, name: str) -> Job:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=env,
+            env=child_env,
             start_new_session=True,
         )
     finally:

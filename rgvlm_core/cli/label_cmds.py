@@ -98,10 +98,10 @@ def label(
     """Label the steps of the workspace's episodes with rewards (resumable, cached, with progress)."""
 
     from rgvlm_core.catalog import EpisodeFilter
-    from rgvlm_core.labeling.factory import LabelSpec, build_labeller, default_run_name
+    from rgvlm_core.labeling.factory import BASE_URL_ENV, LabelSpec, build_labeller, default_run_name
     from rgvlm_core.labeling.runs import RunConfig, label_run
 
-    urls = tuple(base_url or [u for u in os.environ.get("RGVLM_BASE_URL", "").split(",") if u])
+    urls = tuple(base_url or [u for u in os.environ.get(BASE_URL_ENV, "").split(",") if u])
     if labeller == "auto":
         labeller = "lvlm" if model else "reference"
         if labeller == "reference":

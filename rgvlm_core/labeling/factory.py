@@ -14,6 +14,9 @@ from rgvlm_core.workspace import Workspace
 LABELLERS = ("lvlm", "reference", "clip")
 
 
+BASE_URL_ENV = "RGVLM_BASE_URL"  # base URLs of the OpenAI-compatible servers, comma-separated
+
+
 @dataclass(frozen=True)
 class LabelSpec:
     """Everything needed to build a labeller."""
