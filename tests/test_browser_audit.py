@@ -30,10 +30,23 @@ def _click_row(page: Any, row: int) -> None:
     """Click the goal cell of `row` (0 = the first row under the header), as a person would."""
     grid = page.locator("[data-testid='stDataFrame']").first
     grid.wait_for(timeout=30_000)
-    page.wait_for_timeout(300)  # the grid draws on a canvas after the element appears
-    box = grid.bounding_box()
-    assert box, "the worst-episodes table is not on the page"
+    box = _settled_box(page, grid)
     page.mouse.click(box["x"] + GOAL_X, box["y"] + ROW_HEIGHT * (row + 1) + ROW_HEIGHT / 2)
+
+
+def _settled_box(page: Any, element: Any) -> dict[str, float]:
+    """The element's box once the page stops moving: a chart above it that finishes drawing late
+    (a loaded machine) shifts the table down, and a click measured before that lands on another
+    widget (a picker above the table) instead of the row."""
+    page.locator(".main-svg").first.wait_for(timeout=30_000)  # the score distributions above
+    previous = None
+    for _ in range(60):
+        page.wait_for_timeout(250)  # the grid also draws on a canvas after the element appears
+        box = element.bounding_box()
+        if box is not None and box == previous:
+            return box
+        previous = box
+    raise AssertionError(f"the table kept moving: last box {previous}")
 
 
 def _open_worst_tab(page: Any) -> None:
@@ -57,6 +70,14 @@ def _assert_on_episode(page: Any, expected: dict[str, str], runs: tuple[str, str
     assert page.locator("[data-testid='stException']").count() == 0
 
 
+def _assert_reference_chosen(page: Any, reference: str) -> None:
+    """The page chose the noise-free reference run by itself (the ranking needs it)."""
+    picker = page.get_by_role("combobox", name="Reference run")
+    page.wait_for_function(
+        "([el, want]) => el.value === want", arg=[picker.element_handle(timeout=30_000), reference]
+    )
+
+
 @pytest.fixture()
 def labelled(sample_ws: Workspace) -> tuple[Workspace, str, str, list[dict[str, Any]]]:
     reference, noisy = label_sample(sample_ws)
@@ -78,6 +99,7 @@ def test_one_click_on_a_worst_episode_opens_it_in_place_beside_the_reference_at_
             _open_worst_tab(page)
             assert _query(page).get("tab") == "Worst episodes"  # the open tab is in the URL
             page.screenshot(path=str(ARTIFACTS / "audit-worst.png"), full_page=True)
+            _assert_reference_chosen(page, reference)
             _click_row(page, 0)
             _assert_on_episode(page, expected, (noisy, reference))
             assert len(page.context.pages) == 1  # the same tab: no new window
@@ -103,6 +125,7 @@ def test_the_link_wins_over_an_episode_already_open_in_the_session(
             page.locator("h4").filter(has_text="Step 0 ·").first.wait_for(timeout=30_000)
             page.locator("[data-testid='stSidebarNav']").get_by_text("Audit").click()
             _open_worst_tab(page)
+            _assert_reference_chosen(page, reference)
             _click_row(page, 1)
             _assert_on_episode(page, expected, (noisy, reference))
             page.screenshot(path=str(ARTIFACTS / "audit-worst-open-again.png"), full_page=True)
