@@ -347,3 +347,15 @@ def drop_low_actions(doc: dict[str, Any], high_idxs: Sequence[int]) -> None:
     for image in images:
         image["low_idx"] = new_index[image["low_idx"]]
     doc["images"] = images
+
+
+def run_import(ws: Any, data: Path, **config: object) -> object:
+    """Import `data` into the workspace `ws` to the end; the import's summary (the generator's return)."""
+    from rgvlm_core.importer import ImportConfig, import_alfred
+
+    run = import_alfred(ws, data, ImportConfig(**config))  # type: ignore[arg-type]
+    while True:
+        try:
+            next(run)
+        except StopIteration as stop:
+            return stop.value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 from markdown_it import MarkdownIt
@@ -54,3 +55,18 @@ def markdown_texts(at: AppTest) -> list[str]:
     ]
     sources += [e.label for e in at.expander]
     return [shown(s).strip() for s in sources]
+
+
+def first_match(ws: Any, text: str | None) -> tuple[str, list[str]]:
+    """The first episode with steps whose goal matches `text`, and its subtasks' instructions."""
+    from rgvlm_core.catalog import EpisodeFilter, list_episodes
+    from rgvlm_core.labeling.store import load_segments
+
+    reader = ws.reader()
+    try:
+        flt = EpisodeFilter(include_task_only=False, text=text)
+        episode = next(e for e in list_episodes(reader, flt).to_pylist() if e["n_steps"])
+        segments = load_segments(reader, EpisodeFilter(episode_ids=(episode["episode_id"],)))
+    finally:
+        reader.close()
+    return episode["episode_id"], [s.instruction for s in segments]

@@ -19,24 +19,10 @@ from streamlit.proto.WidgetStates_pb2 import WidgetState
 from streamlit.testing.v1 import AppTest
 
 from rgvlm_app import prompt_widgets as pw
-from rgvlm_core.catalog import EpisodeFilter, list_episodes
-from rgvlm_core.labeling.store import load_segments
 from rgvlm_core.workspace import Workspace
-from tests.app_support import open_page
+from tests.app_support import first_match, open_page
 
 FILTER = "sliced lettuce"  # matches only episodes after the sample's first one
-
-
-def _first_match(ws: Workspace, text: str | None) -> tuple[str, list[str]]:
-    """The first episode with steps whose goal matches, and its subtasks' instructions."""
-    reader = ws.reader()
-    try:
-        flt = EpisodeFilter(include_task_only=False, text=text)
-        episode = next(e for e in list_episodes(reader, flt).to_pylist() if e["n_steps"])
-        segments = load_segments(reader, EpisodeFilter(episode_ids=(episode["episode_id"],)))
-    finally:
-        reader.close()
-    return episode["episode_id"], [s.instruction for s in segments]
 
 
 def _subtask_box(at: AppTest) -> Any:
@@ -57,7 +43,7 @@ def _browser_keeps(box: Any, label: str) -> None:
 def _filter_changes_the_episode(monkeypatch: pytest.MonkeyPatch, ws: Workspace) -> AppTest:
     """The page, then a goal filter typed that changes the previewed episode, as in a browser."""
     at = open_page(monkeypatch, ws.root, "prompts")
-    first, _ = _first_match(ws, None)
+    first, _ = first_match(ws, None)
     assert at.selectbox(key=pw.EPISODE).value == first
     before = _subtask_box(at)
     shown = before.options[before.index]
@@ -80,7 +66,7 @@ def test_typing_a_filter_that_changes_the_episode_then_changing_frames_per_query
     at = _filter_changes_the_episode(monkeypatch, sample_ws)
     next(n for n in at.number_input if n.label == "Frames per query").set_value(2).run()
     assert not at.exception, at.exception
-    episode, instructions = _first_match(sample_ws, FILTER)
+    episode, instructions = first_match(sample_ws, FILTER)
     assert at.selectbox(key=pw.EPISODE).value == episode
     box = _subtask_box(at)
     assert box.options[box.index].startswith("1. ") and instructions[0] in box.options[box.index]
@@ -95,5 +81,5 @@ def test_typing_a_filter_then_the_reference_button_labels_the_new_episode(
     at.button(key="prompts.test_reference").click().run()
     assert not at.exception, at.exception
     scores = next(df.value for df in at.dataframe if "score" in df.value.columns)
-    _, instructions = _first_match(sample_ws, FILTER)
+    _, instructions = first_match(sample_ws, FILTER)
     assert sorted(set(scores["subtask"])) == list(range(1, len(instructions) + 1))

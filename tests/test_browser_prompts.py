@@ -10,24 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rgvlm_core.catalog import EpisodeFilter, list_episodes
 from rgvlm_core.importer import ImportConfig, import_alfred
-from rgvlm_core.labeling.store import load_segments
 from rgvlm_core.workspace import Workspace
+from tests.app_support import first_match
 from tests.browser_support import ARTIFACTS, chromium_page, streamlit_app
 
 FILTER = "sliced lettuce"  # matches only episodes after the sample's first one
-
-
-def _first_match(ws: Workspace, text: str) -> tuple[str, list[str]]:
-    reader = ws.reader()
-    try:
-        flt = EpisodeFilter(include_task_only=False, text=text)
-        episode = next(e for e in list_episodes(reader, flt).to_pylist() if e["n_steps"])
-        segments = load_segments(reader, EpisodeFilter(episode_ids=(episode["episode_id"],)))
-    finally:
-        reader.close()
-    return episode["episode_id"], [s.instruction for s in segments]
 
 
 def _wait_for_box(page: Any, label: str, text: str) -> None:
@@ -55,7 +43,7 @@ def _enter(page: Any, label: str, value: str) -> None:
 def test_a_goal_filter_that_changes_the_episode_then_other_widgets_never_crash_the_page(
     sample_ws: Workspace,
 ) -> None:
-    episode, instructions = _first_match(sample_ws, FILTER)
+    episode, instructions = first_match(sample_ws, FILTER)
     with streamlit_app(sample_ws.root) as url, chromium_page(1400, 1400) as page:
         try:
             page.goto(f"{url}/prompts")

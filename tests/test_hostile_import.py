@@ -18,9 +18,14 @@ import pytest
 from rgvlm_core.alfred import iter_alfred, load_splits, read_trajectory
 from rgvlm_core.alfred.files import MAX_FEATURES_BYTES, MAX_JSON_BYTES
 from rgvlm_core.errors import DataFormatError
-from rgvlm_core.importer import ImportConfig, import_alfred
 from rgvlm_core.workspace import Workspace
-from tests.alfred_factory import DEFAULT_TASK_DIR, write_splits_file, write_test_trial, write_trajectory
+from tests.alfred_factory import (
+    DEFAULT_TASK_DIR,
+    run_import,
+    write_splits_file,
+    write_test_trial,
+    write_trajectory,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -224,21 +229,12 @@ def _hostile_folder(root: Path) -> dict[str, str]:
     return expected
 
 
-def _run(ws: Workspace, data: Path, **config: object) -> object:
-    run = import_alfred(ws, data, ImportConfig(**config))  # type: ignore[arg-type]
-    while True:
-        try:
-            next(run)
-        except StopIteration as stop:
-            return stop.value
-
-
 def test_an_import_beside_every_hostile_kind_imports_the_valid_files_and_names_each_refusal(
     tmp_path: Path,
 ) -> None:
     expected = _hostile_folder(tmp_path / "data")
     ws = Workspace.open(tmp_path / "ws")
-    summary = _run(ws, tmp_path / "data")
+    summary = run_import(ws, tmp_path / "data")
     assert summary.trajectories == 2 and summary.refused_trajectories == len(expected)  # type: ignore[attr-defined]
     errors: list[str] = summary.errors  # type: ignore[attr-defined]
     for path, reason in expected.items():
@@ -260,7 +256,7 @@ def test_real_alfred_trials_linked_beside_hostile_entries_import_and_each_hostil
         task_dir.mkdir(parents=True, exist_ok=True)
         (task_dir / path.parent.name).symlink_to(path.parent)
     expected = {_hostile_trial(data, 10 + i, h): h.reason for i, h in enumerate(HOSTILE_FILES)}
-    summary = _run(Workspace.open(tmp_path / "ws"), data)
+    summary = run_import(Workspace.open(tmp_path / "ws"), data)
     assert summary.trajectories == 3 and summary.refused_trajectories == len(expected)  # type: ignore[attr-defined]
     for path, reason in expected.items():
         (line,) = [e for e in summary.errors if e.startswith(f"{path}: ")]  # type: ignore[attr-defined]

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from rgvlm_core.errors import DataFormatError
-from rgvlm_core.importer import ImportConfig, import_alfred
 from rgvlm_core.workspace import Workspace
 from rgvlm_core.workspace.files import PAUSE_ENV, PAUSE_MARKER_ENV
-from tests.alfred_factory import write_test_trial, write_trajectory
+from tests.alfred_factory import run_import, write_test_trial, write_trajectory
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT_SQL = {
@@ -31,15 +30,6 @@ def _dataset(root: Path, n: int = 24) -> Path:
         write_trajectory(root, "train", trial=f"trial_T20190101_000000_{i:06d}", steps_per_subgoal=2 + i % 4)
     write_test_trial(root, "tests_seen")
     return root
-
-
-def _run(ws: Workspace, data: Path, **config: object) -> object:
-    run = import_alfred(ws, data, ImportConfig(**config))  # type: ignore[arg-type]
-    while True:
-        try:
-            next(run)
-        except StopIteration as stop:
-            return stop.value
 
 
 def _content(ws: Workspace) -> dict[str, list[dict[str, object]]]:
@@ -63,9 +53,9 @@ def _cli(ws: Path, *args: str, **env: str) -> subprocess.Popen[bytes]:
 def test_importing_the_same_folder_twice_adds_nothing(tmp_path: Path) -> None:
     data = _dataset(tmp_path / "alfred")
     ws = Workspace.open(tmp_path / "ws")
-    first = _run(ws, data, batch_size=5)
+    first = run_import(ws, data, batch_size=5)
     before = _content(ws)
-    second = _run(ws, data, batch_size=5)
+    second = run_import(ws, data, batch_size=5)
     assert first.trajectories == 25 and first.episodes == 75  # type: ignore[attr-defined]
     assert second.trajectories == 0 and second.episodes == 0  # type: ignore[attr-defined]
     assert second.skipped_trajectories == 25  # type: ignore[attr-defined]
@@ -80,7 +70,7 @@ def test_an_import_killed_mid_write_then_rerun_equals_an_uninterrupted_import(
 ) -> None:
     data = _dataset(tmp_path / "alfred")
     clean = Workspace.open(tmp_path / "clean")
-    _run(clean, data, batch_size=5)
+    run_import(clean, data, batch_size=5)
 
     victim = tmp_path / "victim"
     marker = tmp_path / "paused"
@@ -127,7 +117,7 @@ def test_strict_import_stops_at_the_first_bad_file_and_commits_nothing(tmp_path:
     bad.write_text(bad.read_text()[:200])
     ws = Workspace.open(tmp_path / "ws")
     with pytest.raises(DataFormatError, match=r"trial_T20190101_000000_000099/traj_data\.json"):
-        _run(ws, data, strict=True)
+        run_import(ws, data, strict=True)
     assert ws.snapshot().version == 0
 
 
@@ -136,7 +126,7 @@ def test_without_strict_a_bad_file_is_refused_and_counted_and_the_rest_imported(
     bad = write_trajectory(data, "train", trial="trial_T20190101_000000_000099")
     bad.write_text(bad.read_text()[:200])
     ws = Workspace.open(tmp_path / "ws")
-    summary = _run(ws, data)
+    summary = run_import(ws, data)
     assert summary.trajectories == 5 and summary.refused_trajectories == 1  # type: ignore[attr-defined]
     (line,) = summary.errors  # type: ignore[attr-defined]
     assert "trial_T20190101_000000_000099/traj_data.json" in line
