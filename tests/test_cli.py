@@ -11,18 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.alfred_factory import write_test_trial, write_trajectory
+from tests.cli_support import rgvlm
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def rgvlm(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rgvlm_core.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", **(env or {})},
-        timeout=120,
-    )
 
 
 @pytest.fixture()

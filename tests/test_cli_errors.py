@@ -9,20 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_support import rgvlm
 from tests.fake_openai import FakeOpenAI, lvlm_label_args
 from tests.tiny_models import build_tiny_clip
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def rgvlm(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rgvlm_core.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", "RGVLM_NO_SAMPLE": "1", **(env or {})},
-        timeout=300,
-    )
 
 
 def one_red_line(result: subprocess.CompletedProcess[str]) -> str:

@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.alfred_factory import write_trajectory
+from tests.cli_support import rgvlm as run_rgvlm
 
-ROOT = Path(__file__).resolve().parents[1]
 GOAL = "Put the [bold]apple[/bold] in the [link]fridge, then [/x] close it."
 RUN = "[bold]ref[/x] [link]"
 
 
 def rgvlm(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rgvlm_core.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "400", "RGVLM_NO_SAMPLE": "1"},
-        timeout=120,
-    )
+    return run_rgvlm(*args, columns=400)  # wide: long goals stay on one line
 
 
 def _with_goal(doc: dict[str, Any]) -> None:
