@@ -132,13 +132,37 @@ def evaluate(
         )
     if not callable(policy) and policy not in POLICY_NAMES:
         raise UsageError(f"policy={policy!r}: use one of {list(POLICY_NAMES)} or a callable")
+    for length, episode, seed in episodes(config):
+        act = _resolve(policy, env, seed)
+        result = run_episode(env, act, length, episode, config.condition, seed)
+        logger.debug("eval episode %s/%s: %s/%s", length, episode, result.completed, result.n_subtasks)
+        yield result
+
+
+def episodes(config: EvalConfig) -> Iterator[tuple[int, int, int]]:
+    """(length, episode index, reset seed) of every episode of `config`, in `evaluate`'s order.
+
+    The one enumeration that `evaluate`, `evaluate_members` and `evaluation_instructions` share, so
+    they cannot disagree on which tasks an evaluation holds.
+    """
     for length in config.lengths:
         for episode in range(config.episodes_per_length):
-            seed = episode_seed(config.seed, length, episode)
-            act = _resolve(policy, env, seed)
-            result = run_episode(env, act, length, episode, config.condition, seed)
-            logger.debug("eval episode %s/%s: %s/%s", length, episode, result.completed, result.n_subtasks)
-            yield result
+            yield length, episode, episode_seed(config.seed, length, episode)
+
+
+def evaluation_instructions(config: EvalConfig) -> list[str]:
+    """Every instruction text an evaluation of `config` can show a policy, each once, in first-seen order.
+
+    Resets each episode's env (no policy runs) and reads all its subtasks' instructions: an
+    observation's instruction is always one of `env.task.instructions`. A driver embeds these once and
+    ships the vectors to workers, which then need no text encoder.
+    """
+    env = HouseholdEnv(phrasing=config.phrasing)
+    seen: dict[str, None] = {}
+    for length, _, seed in episodes(config):
+        start_episode(env, length, config.condition, seed)
+        seen.update(dict.fromkeys(env.task.instructions))
+    return list(seen)
 
 
 def _resolve(policy: Policy | str, env: HouseholdEnv, seed: int) -> Policy:
@@ -153,12 +177,36 @@ def run_episode(
     env: HouseholdEnv, policy: Policy, length: int, episode: int, condition: str, seed: int
 ) -> EpisodeResult:
     """One episode of `length` subtasks from reset seed `seed`, until termination or truncation."""
-    obs, info = env.reset(seed=seed, options={"n_subtasks": length, "condition": condition})
+    obs, info = start_episode(env, length, condition, seed)
     steps, ended = 0, False
     while not ended:
         obs, _, terminated, truncated, info = env.step(policy(obs, info["action_mask"]))
         steps += 1
         ended = terminated or truncated
+    return episode_result(
+        env, info, length=length, episode=episode, condition=condition, seed=seed, steps=steps
+    )
+
+
+def start_episode(
+    env: HouseholdEnv, length: int, condition: str, seed: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Reset `env` for an evaluation episode: the one place that turns (length, condition, seed) into
+    reset arguments, so one-at-a-time and lockstep evaluation meet exactly the same tasks."""
+    return env.reset(seed=seed, options={"n_subtasks": length, "condition": condition})
+
+
+def episode_result(
+    env: HouseholdEnv,
+    info: dict[str, Any],
+    *,
+    length: int,
+    episode: int,
+    condition: str,
+    seed: int,
+    steps: int,
+) -> EpisodeResult:
+    """The result of the episode `env` has just ended, `info` being its last step's info."""
     task = env.task
     return EpisodeResult(
         length=length,
