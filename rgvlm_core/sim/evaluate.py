@@ -5,6 +5,11 @@ row per condition and task length with the mean proportion of subtasks completed
 interval and the success rate. Every episode's seed comes from (config.seed, length, episode index)
 alone, so every policy meets the same tasks and rooms, and the two conditions share their base tasks
 (the randomised condition then moves the agent and the objects).
+
+`episodes(config)` enumerates those episodes and `start_episode` / `episode_result` reset and score
+one, so `evaluate_batch.evaluate_members` (many policies in lockstep, one batched call per tick) meets
+exactly the same tasks. `evaluation_instructions(config)` lists every instruction text an evaluation
+can show a policy, without running one.
 """
 
 from __future__ import annotations
