@@ -184,29 +184,47 @@ def build_dataset(
 
 
 def _sim_observations(rows: list[dict[str, Any]]) -> _Observed:
-    """The simulator's symbolic state before and after each step, its action index and valid actions."""
+    """The simulator's symbolic state before and after each step, its action index and valid actions.
+
+    Episodes that share a trajectory (its annotations) repeat its states, and consecutive steps share
+    one (the state after a step is the next step's), so each distinct state JSON is parsed, encoded and
+    masked once; rows then gather their vectors and masks from those tables by index.
+    """
+    from rgvlm_core.sim.world import ACTION_INDEX, ACTION_TOKENS
+
+    slots: dict[str, int] = {}
+    current = [slots.setdefault(row["state"], len(slots)) for row in rows]
+    following = current[1:] + current[-1:]  # the next row's state; final steps are set below
+    for i, row in enumerate(rows):
+        if row["t"] == row["n_steps"] - 1:  # the trajectory's last step: its final state follows
+            following[i] = slots.setdefault(row["final_state"] or row["state"], len(slots))
+        elif i + 1 == len(rows):
+            raise IndexError(f"step rows end inside a trajectory (step {row['t']} of {row['n_steps']})")
+    actions = np.asarray([ACTION_INDEX[row["action"]] for row in rows], np.int64)
+    now, after = np.asarray(current, np.int64), np.asarray(following, np.int64)
+    vectors, valid = _state_tables(list(slots), np.unique(now))
+    return _Observed(
+        vectors[now], vectors[after], actions, valid[now], list(ACTION_TOKENS), {"states": "sim"}
+    )
+
+
+def _state_tables(texts: list[str], acting: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The state vector of every distinct state JSON, and the valid-action mask of those at `acting`
+    (states some step acts in; a mask of a state only reached at the end is never read)."""
     from rgvlm_core.sim.encode import STATE_DIM, encode
     from rgvlm_core.sim.serialize import state_from_dict
-    from rgvlm_core.sim.world import ACTION_INDEX, ACTION_TOKENS, N_ACTIONS, valid_mask
+    from rgvlm_core.sim.world import N_ACTIONS, valid_mask
 
-    states = np.zeros((len(rows), STATE_DIM), np.float32)
-    next_states = np.zeros_like(states)
-    masks = np.zeros((len(rows), N_ACTIONS), bool)
-    actions = np.zeros(len(rows), np.int64)
-    cache: dict[str, np.ndarray] = {}
-
-    def vector(state_json: str) -> np.ndarray:
-        if state_json not in cache:
-            cache[state_json] = encode(state_from_dict(json.loads(state_json)))
-        return cache[state_json]
-
-    for i, row in enumerate(rows):
-        last = row["t"] == row["n_steps"] - 1
-        nxt = rows[i + 1]["state"] if not last else row["final_state"]
-        states[i], next_states[i] = vector(row["state"]), vector(nxt or row["state"])
-        masks[i] = valid_mask(state_from_dict(json.loads(row["state"])))
-        actions[i] = ACTION_INDEX[row["action"]]
-    return _Observed(states, next_states, actions, masks, list(ACTION_TOKENS), {"states": "sim"})
+    vectors = np.zeros((len(texts), STATE_DIM), np.float32)
+    masks = np.zeros((len(texts), N_ACTIONS), bool)
+    needs_mask = np.zeros(len(texts), bool)
+    needs_mask[acting] = True
+    for k, text in enumerate(texts):
+        state = state_from_dict(json.loads(text))
+        vectors[k] = encode(state)
+        if needs_mask[k]:
+            masks[k] = valid_mask(state)
+    return vectors, masks
 
 
 def _alfred_observations(
