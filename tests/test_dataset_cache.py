@@ -256,7 +256,7 @@ def test_the_key_changes_with_new_label_rows_of_the_run_only(labelled: tuple[Wor
     )
     ws.commit({"labels": extra})
     assert _key(ws, f"rgvlm:{clean}") != clean_before
-    # DEVIATION from keying on the labels shard list: another run's rows leave a dataset's key alone,
+    # Keyed on the run's own rows, not the labels shard list: another run's rows leave a dataset's key alone,
     # so a label run in progress does not invalidate every cached dataset at each of its commits.
     assert _key(ws, f"rgvlm:{noisy}") == noisy_before
     assert _key(ws, "sparse") == sparse_before
