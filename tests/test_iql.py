@@ -14,7 +14,8 @@ from rgvlm_core.rl.iql import (
     Batch,
     IQLConfig,
     OfflineTensors,
-    StackedMLP,
+    SeedStack,
+    States,
     actor_loss,
     expectile_loss,
     masked_logits,
@@ -123,17 +124,18 @@ def one_thread():
 SMALL = IQLConfig(hidden=32, batch_size=64, steps=20, log_every=5)
 
 
-def random_batch(gen: torch.Generator, b: int = 8, s: int = 5, e: int = 3, a: int = 4) -> Batch:
-    masks = torch.rand(b, a, generator=gen) < 0.6
-    masks[:, 0] = True
+def random_batch(gen: torch.Generator, b: int = 8, s: int = 5, e: int = 3, a: int = 4, k: int = 1) -> Batch:
+    """A (K, B) batch of random transitions: dense states, action 0 (always valid) everywhere."""
+    masks = torch.rand(k, b, a, generator=gen) < 0.6
+    masks[..., 0] = True
     return Batch(
-        states=torch.randn(b, s, generator=gen),
-        instructions=torch.randn(b, e, generator=gen),
-        actions=torch.zeros(b, dtype=torch.int64),
-        rewards=torch.rand(b, generator=gen),
-        next_states=torch.randn(b, s, generator=gen),
-        next_instructions=torch.randn(b, e, generator=gen),
-        dones=(torch.rand(b, generator=gen) < 0.2).float(),
+        states=States(dense=torch.randn(k, b, s, generator=gen)),
+        instructions=torch.randn(k, b, e, generator=gen),
+        actions=torch.zeros(k, b, dtype=torch.int64),
+        rewards=torch.rand(k, b, generator=gen),
+        next_states=States(dense=torch.randn(k, b, s, generator=gen)),
+        next_instructions=torch.randn(k, b, e, generator=gen),
+        dones=(torch.rand(k, b, generator=gen) < 0.2).float(),
         masks=masks,
     )
 
@@ -188,23 +190,38 @@ def test_masked_logits_give_invalid_actions_zero_probability():
 # ----------------------------------------------------------------------------------------- networks
 
 
-def test_stacked_twin_critic_computes_exactly_two_separate_mlps():
+def reference_mlp(net: SeedStack, k: int, j: int, x: torch.Tensor) -> torch.Tensor:
+    """Member j of seed k as a plain MLP on concat(state, instruction), layer by layer."""
+    h = net.hidden
+    cols = slice(j * h, (j + 1) * h)
+    z = x
+    for i in range(len(net.weights) + 1):
+        if i == 0:
+            w = torch.cat([net.w_state[k, :, cols], net.w_instruction[k, :, cols]])
+            z = z @ w + net.b_first[k, 0, cols]
+        else:
+            z = z @ net.weights[i - 1][k * net.members + j] + net.biases[i - 1][k * net.members + j, 0]
+        n = k * net.members + j
+        z = torch.nn.functional.layer_norm(z, (h,), net.norm_weights[i][n, 0], net.norm_biases[i][n, 0])
+        z = torch.relu(z)
+    return z @ net.head_weight[k * net.members + j].T + net.head_bias[k * net.members + j]
+
+
+def test_a_seed_stack_computes_exactly_its_separate_mlps():
     torch.manual_seed(0)
-    net = StackedMLP(2, 6, 4, hidden=8, layers=2, layer_norm=True)
+    net = SeedStack(2, 2, 4, 2, 5, hidden=8, layers=2, layer_norm=True)
     with torch.no_grad():
         for p in net.parameters():
             p.normal_()
-    x, idx = torch.randn(5, 6), torch.tensor([0, 3, 1, 2, 3])
+    states, instr = torch.randn(2, 6, 4), torch.randn(2, 6, 2)
+    idx = torch.tensor([[0, 3, 1, 2, 4, 4], [1, 1, 0, 2, 3, 0]])
+    out, at = net(States(dense=states), instr), net.at(States(dense=states), instr, idx)
+    assert out.shape == (2, 2, 6, 5) and at.shape == (2, 2, 6)
     for k in range(2):
-        z = x
-        for i in range(2):
-            w = net.weights[0][:, 8 * k : 8 * (k + 1)] if i == 0 else net.weights[i][k]
-            z = z @ w + net.biases[i][k]
-            z = torch.nn.functional.layer_norm(z, (8,), net.norm_weights[i][k, 0], net.norm_biases[i][k, 0])
-            z = torch.relu(z)
-        ref = z @ net.head_weight[k].T + net.head_bias[k]
-        torch.testing.assert_close(net(x)[k], ref)
-        torch.testing.assert_close(net.at(x, idx)[k], ref.gather(1, idx[:, None])[:, 0])
+        for j in range(2):
+            ref = reference_mlp(net, k, j, torch.cat([states[k], instr[k]], 1))
+            torch.testing.assert_close(out[k, j], ref)
+            torch.testing.assert_close(at[k, j], ref.gather(1, idx[k, :, None])[:, 0])
 
 
 # ---------------------------------------------------------------------------------------- behaviour
@@ -240,9 +257,9 @@ def test_update_reports_namespaced_finite_metrics_and_decays_the_actor_learning_
     torch.manual_seed(0)
     learner = IQL(5, 3, 4, IQLConfig(hidden=16, steps=10))
     gen = torch.Generator().manual_seed(0)
-    first = learner.update(random_batch(gen))
+    first = learner.update(random_batch(gen))[0]
     for _ in range(4):
-        last = learner.update(random_batch(gen))
+        (last,) = learner.update(random_batch(gen))
     assert set(first) == {
         "losses/q",
         "losses/v",
@@ -299,7 +316,8 @@ def test_a_saved_and_loaded_checkpoint_acts_identically(tmp_path):
     masks = torch.rand(100, N_ACTIONS, generator=gen) < 0.5
     masks[:, 4] = True
     torch.testing.assert_close(
-        learner.actor(torch.cat([states, instr], 1)), loaded.actor(torch.cat([states, instr], 1))
+        learner.actor(States(dense=states[None]), instr[None]),
+        loaded.actor(States(dense=states[None]), instr[None]),
     )
     assert torch.equal(learner.act(states, instr, masks), loaded.act(states, instr, masks))
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
