@@ -108,11 +108,11 @@ def test_a_run_trained_with_minilm_stores_and_uses_minilm_embeddings_in_training
     trained: list[np.ndarray] = []  # the instruction table IQL trained on
     acted: list[np.ndarray] = []  # the instruction embedding of every evaluation decision
     asked: list[str] = []  # the sentences evaluation embedded
-    real_train, real_act, real_encode = iql.train, iql.IQL.act, encoder_module.encode_cached
+    real_train, real_act, real_encode = iql.train_seeds, iql.IQL.act, encoder_module.encode_cached
 
-    def spy_train(data: Any, n_actions: int, config: IQLConfig) -> Any:
+    def spy_train(data: Any, n_actions: int, config: IQLConfig, seeds: Any) -> Any:
         trained.append(data.instruction_table.numpy().copy())
-        yield from real_train(data, n_actions, config)
+        yield from real_train(data, n_actions, config, seeds)
 
     def spy_act(self: Any, states: Any, instructions: Any, *rest: Any) -> Any:
         acted.append(instructions.numpy().copy())
@@ -122,7 +122,7 @@ def test_a_run_trained_with_minilm_stores_and_uses_minilm_embeddings_in_training
         asked.extend(texts)
         return real_encode(encoder, texts, cache_dir)
 
-    monkeypatch.setattr(iql, "train", spy_train)
+    monkeypatch.setattr(iql, "train_seeds", spy_train)
     monkeypatch.setattr(iql.IQL, "act", spy_act)
     config = IQLConfig(steps=2, log_every=2, batch_size=8, hidden=8)
     for _ in train_run(sample_ws, TrainSpec(encoder="minilm", name="mini"), config):

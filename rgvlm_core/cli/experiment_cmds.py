@@ -9,7 +9,14 @@ from pathlib import Path
 
 import typer
 
-from rgvlm_core.cli.common import console, open_workspace, print_json, progress_bar, threads_option
+from rgvlm_core.cli.common import (
+    console,
+    open_workspace,
+    print_json,
+    progress_bar,
+    quiet_library_progress,
+    threads_option,
+)
 from rgvlm_core.workspace import Workspace
 
 
@@ -38,12 +45,33 @@ def experiment(
     encoder: str = typer.Option("minilm", "--encoder", help="Instruction encoder: minilm or hash."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     threads: int = threads_option(),
+    workers: int = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        help="Runs trained at once, each in its own process (default: one per CPU core; Ray: its CPUs).",
+    ),
+    stack: int = typer.Option(
+        None,
+        "--stack",
+        min=1,
+        help="Seeds of one method trained as one stacked model (default: enough to keep every worker busy).",
+    ),
+    executor: str = typer.Option("local", "--executor", help="Where runs execute: local or ray."),
+    address: str = typer.Option(
+        None, "--address", help="Ray cluster to join (--executor ray; default: start a local Ray instance)."
+    ),
     log_every: int = typer.Option(250, "--log-every", min=1, help="Store metrics every N steps."),
     iql: list[str] = typer.Option(
         [], "--iql", help="IQL setting NAME=VALUE, repeatable (e.g. --iql beta=3 --iql expectile=0.7)."
     ),
 ) -> None:
-    """Train and evaluate every method x seed, then (optionally) write the comparison report."""
+    """Train and evaluate every method x seed, then (optionally) write the comparison report.
+
+    Runs execute in parallel (--workers) and seeds of a method train as one stacked model (--stack);
+    neither changes what a run computes. A finished run prints one line: method, seed, final losses and
+    its evaluation summary.
+    """
     from rgvlm_core.jobs import report_progress
     from rgvlm_core.rl.config import IQLConfig, with_overrides
     from rgvlm_core.rl.experiment import ExperimentSpec, run_experiment
@@ -63,18 +91,48 @@ def experiment(
     )
     base = IQLConfig(steps=steps, batch_size=batch_size, device=device, log_every=min(log_every, steps))
     config = with_overrides(base, iql)
+    quiet_library_progress()
     last = None
+    runs = run_experiment(
+        ws,
+        spec,
+        config,
+        threads=threads,
+        workers=workers or default_workers(executor),
+        executor=executor,
+        address=address,
+        stack=stack,
+    )
     with progress_bar("experiment") as bar:
         task = bar.add_task("experiment", total=1000, info="")
-        for last in run_experiment(ws, spec, config, threads=threads):
-            info = f"run {last.index + 1}/{last.runs} {last.method} seed {last.seed}: {last.phase}"
+        for last in runs:
+            info = last.text()
             bar.update(task, completed=int(1000 * last.fraction), info=info)
             report_progress(int(1000 * last.fraction), 1000, info)
+            if last.finished_run is not None:
+                console.print(last.finished_run.line(), markup=False, highlight=False, soft_wrap=True)
     if last is None:
         return
-    console.print(f"experiment {last.experiment_id}: {last.runs} runs finished", markup=False)
+    if last.finished == last.runs:
+        console.print(f"experiment {last.experiment_id}: {last.runs} runs finished", markup=False)
+    else:  # stopped (cancelled) before the end: the next run of the same name resumes it
+        console.print(
+            f"experiment {last.experiment_id}: {last.finished} of {last.runs} runs finished; "
+            f"run it again with --name {last.experiment_id} to resume",
+            markup=False,
+        )
     if report is not None:
         _write(ws, last.experiment_id, report)
+
+
+def default_workers(executor: str) -> int:
+    """One worker per CPU core this process may use (Ray: decided by the cluster, see rl.ray_executor)."""
+    if executor == "ray":
+        return 0
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def report_cmd(

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -24,11 +26,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from rgvlm_core.compare import BC, CONDITIONS, LENGTHS, planned_methods
+from rgvlm_core.compare import BC, CONDITIONS, planned_methods
 from rgvlm_core.errors import UsageError
+from rgvlm_core.rl.record import Finished
 from rgvlm_core.rl.runs import slug
+from rgvlm_core.rl.work import EvalPlan, Evaluating, Logged, RunTask
 from rgvlm_core.workspace import StoreReader, Workspace
-from rgvlm_core.workspace.schema import EXPERIMENT_RUNS, EXPERIMENTS
+from rgvlm_core.workspace.schema import EXPERIMENTS
 
 
 @dataclass(frozen=True)
@@ -64,27 +68,53 @@ class ExperimentSpec:
 
 
 @dataclass(frozen=True)
-class ExperimentProgress:
-    """Where an experiment is: run `index` of `runs` (0-based), its phase and step within the phase."""
+class TaskProgress:
+    """One running task: `label` (method and seeds), its phase and how far it is within it."""
 
-    experiment_id: str
-    index: int
-    runs: int
-    method: str
-    seed: int
-    phase: str  # train | evaluate | skipped | finished
+    label: str
+    phase: str  # starting | train | evaluate
     done: int = 0
     total: int = 0
-    run_id: str | None = None
+    updates_per_s: float | None = None
 
-    @property
-    def fraction(self) -> float:
-        """Share of the whole experiment done (training counts 3/4 of a run, evaluation 1/4)."""
-        within = {
-            "train": 0.75 * self.done / max(1, self.total),
-            "evaluate": 0.75 + 0.25 * self.done / max(1, self.total),
-        }
-        return (self.index + within.get(self.phase, 1.0)) / max(1, self.runs)
+    def text(self) -> str:
+        if self.phase == "train":
+            rate = f" at {self.updates_per_s:.0f} updates/s" if self.updates_per_s else ""
+            return f"{self.label}: step {self.done}/{self.total}{rate}"
+        if self.phase == "evaluate":
+            return f"{self.label}: evaluating {self.done}/{self.total} episodes"
+        return f"{self.label}: starting"
+
+
+@dataclass(frozen=True)
+class ExperimentProgress:
+    """Where an experiment is: `finished` of `runs` runs stored, the tasks running now, an estimate of
+    the time left (None until there is enough to go on), and the run that has just finished, if any."""
+
+    experiment_id: str
+    runs: int
+    finished: int
+    active: tuple[TaskProgress, ...] = ()
+    fraction: float = 0.0
+    eta_s: float | None = None
+    finished_run: Finished | None = None
+    phase: str = "running"  # running | finished (the last progress of a completed experiment)
+
+    def text(self) -> str:
+        """One line: runs done, each running task's step and speed, the time left."""
+        parts = [f"runs {self.finished}/{self.runs}", *(t.text() for t in self.active)]
+        if self.eta_s is not None and self.phase != "finished":
+            parts.append(f"about {_duration(self.eta_s)} left")
+        return " · ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def resolve_methods(methods: Sequence[str], reader: StoreReader, lam: float = 1.0) -> list[tuple[str, str]]:
@@ -106,14 +136,25 @@ def resolve_methods(methods: Sequence[str], reader: StoreReader, lam: float = 1.
 
 
 def run_experiment(
-    workspace: Workspace, spec: ExperimentSpec, config: Any, *, threads: int | None = None
+    workspace: Workspace,
+    spec: ExperimentSpec,
+    config: Any,
+    *,
+    threads: int | None = None,
+    workers: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+    stack: int | None = None,
 ) -> Iterator[ExperimentProgress]:
     """Train and evaluate every (method, seed) not yet done; yields progress throughout.
 
     `config` is the `rl.iql.IQLConfig` of every run (its seed is replaced by each run's seed);
-    `threads` is torch's intra-op thread count (rl.threads).
+    `threads` is each worker's torch intra-op thread count (rl.threads); `workers` how many tasks run
+    at once, on `executor` (local processes, or ray at `address`); `stack` how many seeds of one method
+    train as one stacked model (default: see `plan_tasks`). None of these change what a run computes.
     """
-    from rgvlm_core.rl.runs import TrainSpec, evaluate_run, train_run
+    from rgvlm_core.rl.executors import make_executor
+    from rgvlm_core.rl.record import RunRecorder
 
     spec.validate()
     config.validate()
@@ -124,42 +165,142 @@ def run_experiment(
         finished = _finished(reader, experiment_id)
     finally:
         reader.close()
-    _record_plan(workspace, experiment_id, spec, config, plan)
     cells = [(method, source, seed) for method, source in plan for seed in spec.seeds]
-    for index, (method, source, seed) in enumerate(cells):
-        progress = ExperimentProgress(experiment_id, index, len(cells), method, seed, "skipped")
-        if (method, seed) in finished:
-            yield progress
-            continue
-        run_config = replace(config, seed=seed, beta=0.0 if method == BC else config.beta)
-        run_id = run_name(experiment_id, method, seed)
-        train_spec = TrainSpec(
-            reward=source, lam=spec.lam, encoder=spec.encoder, failed=spec.failed, name=run_id
+    todo = [cell for cell in cells if (cell[0], cell[2]) not in finished]
+    done_before = len(cells) - len(todo)
+    _record_plan(workspace, experiment_id, spec, config, plan)
+    if not todo:
+        yield ExperimentProgress(experiment_id, len(cells), len(cells), fraction=1.0, phase="finished")
+        return
+    evaluation = EvalPlan(spec.conditions, spec.episodes_per_length, spec.eval_seed)
+    tasks = plan_tasks(experiment_id, todo, config, evaluation, threads, workers, stack)
+    runner = make_executor(executor, workers, address, tasks=len(tasks))
+    yield ExperimentProgress(experiment_id, len(cells), done_before, fraction=done_before / len(cells))
+    datasets, about, embeddings = _prepare(workspace, spec, tasks, evaluation)
+    tasks = [replace(task, instructions=embeddings) for task in tasks]
+    recorder = RunRecorder(workspace, tasks, lambda task: about[task.source], experiment_id)
+    tracker = _Tracker(experiment_id, tasks, len(cells), done_before)
+    try:
+        for index, event in runner.run(tasks, datasets):
+            finished_run = recorder.handle(index, event)
+            yield tracker.update(index, event, finished_run)
+    finally:
+        recorder.flush()
+    if tracker.finished == len(cells):
+        yield replace(tracker.progress(None), phase="finished", fraction=1.0)
+
+
+def plan_tasks(
+    experiment_id: str,
+    cells: list[tuple[str, str, int]],
+    config: Any,
+    evaluation: EvalPlan | None,
+    threads: int | None,
+    workers: int,
+    stack: int | None = None,
+) -> list[RunTask]:
+    """Group the (method, source, seed) cells into tasks: each task trains seeds of one method stacked.
+
+    Default `stack`: as many seeds per task as keeps every worker busy, i.e. ceil(runs / workers), at
+    most all the seeds of a method. Stacking K seeds trains each ~1.5x faster than alone on a CPU core
+    (bench/experiment_speed.py) and shares one evaluation pass, while splitting them lets idle workers help.
+    """
+    if stack is not None and stack < 1:
+        raise UsageError(f"stack={stack}: give at least 1 seed per task")
+    size = stack or max(1, math.ceil(len(cells) / max(1, workers)))
+    by_method: dict[tuple[str, str], list[int]] = {}
+    for method, source, seed in cells:
+        by_method.setdefault((method, source), []).append(seed)
+    tasks = []
+    for (method, source), seeds in by_method.items():
+        task_config = replace(config, beta=0.0 if method == BC else config.beta)
+        for at in range(0, len(seeds), size):
+            group = tuple(seeds[at : at + size])
+            run_ids = tuple(run_name(experiment_id, method, seed) for seed in group)
+            tasks.append(RunTask(method, source, group, run_ids, task_config, evaluation, threads))
+    return tasks
+
+
+def _prepare(
+    workspace: Workspace, spec: ExperimentSpec, tasks: list[RunTask], evaluation: EvalPlan
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, Any]]:
+    """The dataset of every reward source (built once, cached), what each run records about it, and the
+    embeddings of every evaluation instruction."""
+    from rgvlm_core.rl.dataset import parse_reward_source
+    from rgvlm_core.rl.dataset_cache import cached_dataset
+    from rgvlm_core.rl.encoder import make_encoder
+    from rgvlm_core.rl.runs import TrainSpec, provenance
+    from rgvlm_core.rl.work import evaluation_embeddings
+
+    encoder = make_encoder(spec.encoder)
+    datasets: dict[str, Any] = {}
+    about: dict[str, dict[str, Any]] = {}
+    reader = workspace.reader()
+    try:
+        for source_text in dict.fromkeys(task.source for task in tasks):
+            source = parse_reward_source(source_text, reader, spec.lam)
+            arrays = cached_dataset(reader, source, encoder, failed=spec.failed)  # type: ignore[arg-type]
+            datasets[source_text] = arrays
+            about[source_text] = {
+                "spec": TrainSpec(reward=source_text, lam=spec.lam, encoder=spec.encoder, failed=spec.failed),
+                "encoder": encoder.name,
+                "dataset": arrays.info,
+                "provenance": provenance(reader, source.run_id),
+            }
+    finally:
+        reader.close()
+    embeddings = evaluation_embeddings(evaluation, encoder, workspace.root / "rl_cache")
+    return datasets, about, embeddings
+
+
+class _Tracker:
+    """Turns task events into `ExperimentProgress`: runs finished, running tasks, the time left."""
+
+    def __init__(self, experiment_id: str, tasks: list[RunTask], runs: int, finished: int):
+        self.experiment_id, self.tasks, self.runs = experiment_id, tasks, runs
+        self.finished = self.finished_before = finished
+        self.active: dict[int, TaskProgress] = {}
+        self.share: dict[int, float] = {}  # fraction of each task done
+        self.runs_done: dict[int, int] = {}  # runs of each task stored
+        self.started = time.monotonic()
+
+    def update(self, index: int, event: Any, finished_run: Finished | None) -> ExperimentProgress:
+        task = self.tasks[index]
+        train_share = 0.8 if task.evaluation is not None else 1.0
+        if isinstance(event, Logged):
+            self.active[index] = TaskProgress(
+                task.label, "train", event.step, event.total, event.updates_per_s
+            )
+            self.share[index] = train_share * event.step / event.total
+        elif isinstance(event, Evaluating):
+            self.active[index] = TaskProgress(task.label, "evaluate", event.done, event.total)
+            self.share[index] = train_share + (1 - train_share) * event.done / max(1, event.total)
+        elif index not in self.active:
+            self.active[index] = TaskProgress(task.label, "starting")
+        if finished_run is not None:
+            self.finished += 1
+            self.runs_done[index] = self.runs_done.get(index, 0) + 1
+            if self.runs_done[index] == len(task.seeds):
+                self.active.pop(index, None)
+                self.share[index] = 1.0
+        return self.progress(finished_run)
+
+    def progress(self, finished_run: Finished | None) -> ExperimentProgress:
+        todo = sum(len(t.seeds) for t in self.tasks)
+        done_now = sum(self.share.get(i, 0.0) * len(t.seeds) for i, t in enumerate(self.tasks))
+        fraction = (self.finished_before + done_now) / max(1, self.runs)
+        elapsed = time.monotonic() - self.started
+        share = done_now / max(1, todo)
+        eta = elapsed * (1 - share) / share if share >= 0.02 and elapsed >= 2 else None
+        return ExperimentProgress(
+            self.experiment_id,
+            self.runs,
+            self.finished,
+            tuple(self.active.values()),
+            fraction,
+            eta,
+            finished_run,
         )
-        for step in train_run(workspace, train_spec, run_config, threads=threads):
-            yield replace(progress, phase="train", done=step.step, total=step.total, run_id=run_id)
-        total = len(spec.conditions) * len(LENGTHS) * spec.episodes_per_length
-        done = 0
-        for condition in spec.conditions:
-            for _ in evaluate_run(
-                workspace,
-                run_id,
-                condition=condition,
-                episodes_per_length=spec.episodes_per_length,
-                seed=spec.eval_seed,
-            ):
-                done += 1
-                if done % 10 == 0 or done == total:
-                    yield replace(progress, phase="evaluate", done=done, total=total, run_id=run_id)
-        row = {
-            "experiment_id": experiment_id,
-            "method": method,
-            "seed": seed,
-            "run_id": run_id,
-            "finished_at": dt.datetime.now(dt.timezone.utc),
-        }
-        workspace.commit({EXPERIMENT_RUNS.name: pa.Table.from_pylist([row], schema=EXPERIMENT_RUNS.schema)})
-        yield replace(progress, phase="finished", run_id=run_id)
 
 
 def run_name(experiment_id: str, method: str, seed: int) -> str:
@@ -248,9 +389,11 @@ def _record_plan(
 __all__ = [
     "ExperimentProgress",
     "ExperimentSpec",
+    "TaskProgress",
     "experiment_run_ids",
     "list_experiments",
     "live_runs",
+    "plan_tasks",
     "resolve_methods",
     "run_experiment",
     "run_name",

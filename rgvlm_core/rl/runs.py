@@ -8,21 +8,19 @@ subtasks, how many were completed, success, steps, the condition and the seed.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import platform
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from rgvlm_core.catalog import EpisodeFilter
 from rgvlm_core.errors import RGVLMError
 from rgvlm_core.workspace import Workspace
-from rgvlm_core.workspace.schema import EVAL_RESULTS, TRAIN_METRICS, TRAIN_RUNS
+from rgvlm_core.workspace.schema import EVAL_RESULTS
 
 
 @dataclass(frozen=True)
@@ -52,58 +50,39 @@ def train_run(
     """Train IQL (config: rl.iql.IQLConfig) and store the run; yields after every logged step.
 
     `threads`: torch's intra-op threads for this process (rl.threads: default 1, RGVLM_THREADS).
+    The same work and records as one run of an experiment (rl.work, rl.record), without evaluation.
     """
-    from rgvlm_core.rl.dataset import build_dataset, parse_reward_source
+    from rgvlm_core.rl.dataset import parse_reward_source
+    from rgvlm_core.rl.dataset_cache import cached_dataset
     from rgvlm_core.rl.encoder import make_encoder
-    from rgvlm_core.rl.iql import check_device, train
-    from rgvlm_core.rl.threads import apply_threads
+    from rgvlm_core.rl.iql import check_device
+    from rgvlm_core.rl.record import RunRecorder
+    from rgvlm_core.rl.work import Logged, RunTask, execute
 
     check_device(config.device)
-    used_threads = apply_threads(threads)
     reader = workspace.reader()
     try:
         source = parse_reward_source(spec.reward, reader, spec.lam)
         encoder = make_encoder(spec.encoder)
-        arrays = build_dataset(reader, source, encoder, spec.filters, spec.failed, spec.states)  # type: ignore[arg-type]
-        provenance = {**_provenance(reader, source.run_id), "threads": used_threads}
+        arrays = cached_dataset(reader, source, encoder, spec.filters, spec.failed, spec.states)  # type: ignore[arg-type]
+        about = {"spec": spec, "encoder": encoder.name, "dataset": arrays.info,
+                 "provenance": provenance(reader, source.run_id)}  # fmt: skip
     finally:
         reader.close()
     run_id = spec.name or default_run_name(spec.reward, config.seed)
-    started = dt.datetime.now(dt.timezone.utc)
-    learner = None
-    for step, metrics, trained in train(arrays.to_tensors(), arrays.n_actions, config):
-        learner = trained
-        _store_metrics(workspace, run_id, step, metrics)
-        yield TrainProgress(run_id, step, config.steps, metrics)
-    if learner is None:
-        raise RGVLMError("training produced no learner (steps must be at least 1)")
-    checkpoint = workspace.root / "checkpoints" / f"{run_id}.pt"
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    learner.save(checkpoint)
-    row = {
-        "run_id": run_id,
-        "reward_source": spec.reward,
-        "lam": spec.lam,
-        "seed": config.seed,
-        "steps": config.steps,
-        "encoder": encoder.name,
-        "config": json.dumps(asdict(config)),
-        "spec": json.dumps(asdict(spec), default=str),
-        "dataset": json.dumps(arrays.info),
-        "provenance": json.dumps(provenance, default=str),
-        "checkpoint": str(checkpoint.relative_to(workspace.root)),
-        "started_at": started,
-        "finished_at": dt.datetime.now(dt.timezone.utc),
-    }
-    workspace.commit({TRAIN_RUNS.name: pa.Table.from_pylist([row], schema=TRAIN_RUNS.schema)})
+    task = RunTask(spec.reward, spec.reward, (config.seed,), (run_id,), config, None, threads)
+    recorder = RunRecorder(workspace, [task], lambda _: about)
+    try:
+        for event in execute(task, arrays):
+            recorder.handle(0, event)
+            if isinstance(event, Logged):
+                yield TrainProgress(run_id, event.step, event.total, event.metrics[0])
+    finally:
+        recorder.flush()
 
 
-def _store_metrics(workspace: Workspace, run_id: str, step: int, metrics: dict[str, float]) -> None:
-    rows = [{"run_id": run_id, "step": step, "name": k, "value": float(v)} for k, v in metrics.items()]
-    workspace.commit({TRAIN_METRICS.name: pa.Table.from_pylist(rows, schema=TRAIN_METRICS.schema)})
-
-
-def _provenance(reader: Any, label_run: str | None) -> dict[str, Any]:
+def provenance(reader: Any, label_run: str | None) -> dict[str, Any]:
+    """What a run was made with: package versions, and the label run behind its rewards."""
     import torch
 
     import rgvlm_core
@@ -147,6 +126,7 @@ def evaluate_run(
 
     from rgvlm_core.rl.encoder import encode_cached, make_encoder
     from rgvlm_core.rl.iql import IQL
+    from rgvlm_core.rl.record import eval_table
     from rgvlm_core.sim.evaluate import EvalConfig, evaluate
 
     reader = workspace.reader()
@@ -184,25 +164,26 @@ def evaluate_run(
         condition=condition,  # type: ignore[arg-type]  # checked by EvalConfig
         seed=seed,
     )
-    buffer: list[dict[str, Any]] = []
+    buffer: list[Any] = []
     # One observation at a time: a thread pool only adds synchronisation to such tiny matmuls, and on a
     # busy machine (training alongside) its spin-waits made each forward pass ~100x slower.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         for result in evaluate(policy, config):
-            buffer.append({"run_id": run_id, **asdict(result)})
+            buffer.append(result)
             yield result
     finally:
         torch.set_num_threads(threads)
-    table = pa.Table.from_pylist([_eval_row(r) for r in buffer], schema=EVAL_RESULTS.schema)
-    workspace.commit({EVAL_RESULTS.name: table})
+    workspace.commit({EVAL_RESULTS.name: eval_table(run_id, buffer)})
 
 
-def _eval_row(row: dict[str, Any]) -> dict[str, Any]:
-    keep = {name: row.get(name) for name in EVAL_RESULTS.schema.names}
-    keep["evaluated_at"] = dt.datetime.now(dt.timezone.utc)
-    return keep
-
-
-__all__ = ["TrainProgress", "TrainSpec", "default_run_name", "evaluate_run", "slug", "train_run"]
+__all__ = [
+    "TrainProgress",
+    "TrainSpec",
+    "default_run_name",
+    "evaluate_run",
+    "provenance",
+    "slug",
+    "train_run",
+]

@@ -1,0 +1,214 @@
+"""One unit of an experiment's work, runnable anywhere: train K seeds of one method, then evaluate them.
+
+A `RunTask` carries everything the work needs except the dataset arrays (which executors ship their own
+way: in memory, memory-mapped from the workspace cache, or through Ray's object store), and no path into
+the workspace: the instruction embeddings of every evaluation task are computed by the driver and travel
+with the task, so a worker needs no text encoder. `execute` yields `Event`s; only the driver writes them
+into the workspace (rl.experiment), so a store has one writer however many workers run.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from rgvlm_core.rl.config import IQLConfig
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """How every run is evaluated: the simulator's conditions, tasks per length, the tasks' seed."""
+
+    conditions: tuple[str, ...]
+    episodes_per_length: int
+    seed: int = 0
+    lengths: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+
+    @property
+    def episodes(self) -> int:
+        return len(self.conditions) * len(self.lengths) * self.episodes_per_length
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """Seeds `seeds` of `method` (reward source `source`), as runs `run_ids`, trained then evaluated."""
+
+    method: str
+    source: str
+    seeds: tuple[int, ...]
+    run_ids: tuple[str, ...]
+    config: IQLConfig  # of the whole stack; each run's stored config carries its own seed
+    evaluation: EvalPlan | None  # None: train only
+    threads: int | None = None
+    # text -> embedding of every instruction the evaluation can show (rl.work.evaluation_embeddings)
+    instructions: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} seed{'s' if len(self.seeds) > 1 else ''} {','.join(map(str, self.seeds))}"
+
+
+# --------------------------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class Started:
+    """The worker began the task (`threads`: its torch intra-op threads; `pid`: its process)."""
+
+    threads: int
+    pid: int
+
+
+@dataclass(frozen=True)
+class Logged:
+    """Metrics of each seed averaged over the last `log_every` updates, at `step` of `total`."""
+
+    step: int
+    total: int
+    metrics: list[dict[str, float]]
+    updates_per_s: float
+
+
+@dataclass(frozen=True)
+class Trained:
+    """Seed index `index` of the task finished training: its checkpoint (IQL.save) as bytes."""
+
+    index: int
+    checkpoint: bytes
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Evaluating:
+    """`done` of `total` evaluation episodes (all seeds, all conditions) have ended."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """Every evaluation episode of seed index `index`, all conditions (rows of sim.evaluate.EpisodeResult)."""
+
+    index: int
+    results: list[Any]
+
+
+Event = Started | Logged | Trained | Evaluating | Evaluated
+
+
+def execute(task: RunTask, arrays: Any) -> Iterator[Event]:
+    """Train the task's seeds as one stacked learner on `arrays` (rl.dataset.OfflineArrays), then evaluate.
+
+    Runs wherever it is called: in the driver, a local worker process or a Ray task.
+    """
+    import torch
+
+    from rgvlm_core.rl.iql import check_device, train_seeds
+    from rgvlm_core.rl.threads import apply_threads
+
+    check_device(task.config.device)
+    yield Started(apply_threads(task.threads), os.getpid())
+    data = arrays.to_tensors().with_sparse_states()
+    learner = None
+    started = last = time.perf_counter()
+    last_step = 0
+    for step, metrics, trained in train_seeds(data, arrays.n_actions, task.config, task.seeds):
+        learner = trained
+        now = time.perf_counter()
+        rate = (step - last_step) / max(now - last, 1e-9)
+        last, last_step = now, step
+        yield Logged(step, task.config.steps, metrics, rate)
+    assert learner is not None  # steps >= 1 (IQLConfig.validate)
+    seconds = time.perf_counter() - started
+    for index in range(len(task.seeds)):
+        buffer = io.BytesIO()
+        learner.save(buffer, seed_index=index)
+        yield Trained(index, buffer.getvalue(), seconds)
+    if task.evaluation is not None:
+        with torch.no_grad():
+            yield from _evaluate(task, learner, task.evaluation)
+
+
+def _evaluate(task: RunTask, learner: Any, plan: EvalPlan) -> Iterator[Event]:
+    """Every seed on the same tasks, all in lockstep (sim.evaluate_batch), greedy actions."""
+    import torch
+
+    from rgvlm_core.sim.evaluate import EvalConfig
+    from rgvlm_core.sim.evaluate_batch import evaluate_members
+
+    k = len(task.seeds)
+
+    def policy(observations: list[dict[str, Any]], masks: np.ndarray, members: np.ndarray) -> np.ndarray:
+        states = torch.from_numpy(np.stack([np.asarray(o["state"], np.float32) for o in observations]))
+        texts = [str(o["instruction"]) for o in observations]
+        unknown = [t for t in texts if t not in task.instructions]
+        if unknown:
+            raise KeyError(f"instruction {unknown[0]!r} was not embedded before the evaluation")
+        instr = torch.from_numpy(np.stack([task.instructions[t] for t in texts]))
+        actions = learner.act(states, instr, torch.from_numpy(masks), members=torch.from_numpy(members))
+        return actions.numpy()
+
+    results: list[list[Any]] = [[] for _ in range(k)]
+    done, total = 0, k * plan.episodes
+    for condition in plan.conditions:
+        config = EvalConfig(
+            lengths=plan.lengths,
+            episodes_per_length=plan.episodes_per_length,
+            condition=condition,  # type: ignore[arg-type]  # checked by EvalConfig
+            seed=plan.seed,
+        )
+        for member, result in evaluate_members(policy, k, config):
+            results[member].append(result)
+            done += 1
+            if done % 50 == 0:
+                yield Evaluating(done, total)
+    yield Evaluating(total, total)
+    for index, rows in enumerate(results):
+        rows.sort(key=lambda r: (r.condition, r.length, r.episode))
+        yield Evaluated(index, rows)
+
+
+def evaluation_embeddings(plan: EvalPlan, encoder: Any, cache_dir: Any) -> dict[str, np.ndarray]:
+    """Embeddings of every instruction `plan`'s evaluation can show a policy (encoded once, cached)."""
+    from rgvlm_core.rl.encoder import encode_cached
+    from rgvlm_core.sim.evaluate import EvalConfig, evaluation_instructions
+
+    texts: list[str] = []
+    for condition in plan.conditions:
+        config = EvalConfig(
+            lengths=plan.lengths,
+            episodes_per_length=plan.episodes_per_length,
+            condition=condition,  # type: ignore[arg-type]
+            seed=plan.seed,
+        )
+        texts += evaluation_instructions(config)
+    unique = sorted(set(texts))
+    vectors = encode_cached(encoder, unique, cache_dir)
+    return dict(zip(unique, vectors, strict=True))
+
+
+def with_seed(config: IQLConfig, seed: int) -> IQLConfig:
+    """The config one run of a stack stores: the stack's, with that run's seed."""
+    return replace(config, seed=seed)
+
+
+__all__ = [
+    "EvalPlan",
+    "Evaluated",
+    "Evaluating",
+    "Event",
+    "Logged",
+    "RunTask",
+    "Started",
+    "Trained",
+    "evaluation_embeddings",
+    "execute",
+    "with_seed",
+]
