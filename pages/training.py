@@ -7,7 +7,6 @@ from rgvlm_app import training_widgets as tw
 from rgvlm_app.jobs_panel import jobs_panel
 from rgvlm_app.nav import require_navigation
 from rgvlm_app.state import store_reader, workspace_path
-from rgvlm_app.text import md_escape
 from rgvlm_core.compare import runs_table
 
 require_navigation()
@@ -49,22 +48,4 @@ st.caption("Runs of the jobs above (live while they train) and the finished runs
 tc.curves_section(reader, jobs, runs, picked, metric)
 
 st.subheader("Finished runs")
-if runs.empty:
-    st.info(
-        "No finished training run yet: launch an experiment above, or run `rgvlm experiment` in a terminal."
-    )
-    st.stop()
-st.dataframe(runs, hide_index=True, key="training.runs_table")
-run = tw.run_select(runs)
-experiment = runs.loc[runs["run_id"] == run, "experiment"].iloc[0]
-if isinstance(experiment, str):
-    st.page_link(
-        "pages/compare.py",
-        label=f"Compare the methods of {md_escape(experiment)}",
-        icon=":material/leaderboard:",
-        query_params={"experiment": experiment},
-    )
-st.caption(
-    "Exactly what the run stored: its IQL settings, reward source and data, dataset figures, provenance."
-)
-tw.run_record(reader, run)
+tw.finished_runs(reader, jobs)

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from rgvlm_app.training_widgets import CURVE_RUNS, METRIC, REFRESH_S, key
+from rgvlm_app.training_widgets import CURVE_RUNS, METRIC, key, refresh_every
 from rgvlm_core import compare
 from rgvlm_core.charts_compare import curves_figure, method_colours
 from rgvlm_core.jobs import Job, get_job
@@ -72,10 +72,10 @@ def curves_section(
     reader: StoreReader, jobs: list[Job], runs: pd.DataFrame, picked: list[str], metric: str
 ) -> None:
     """The learning curves of the jobs' runs and the picked runs; redrawn every REFRESH_S while a job runs."""
-    running = any(j.status == "running" for j in jobs)
+    every = refresh_every(jobs)
     ids = tuple(j.job_id for j in jobs)
     chosen = runs[runs["run_id"].isin(picked)][["run_id", "method", "seed"]]
-    st.fragment(run_every=REFRESH_S if running else None)(_curves)(reader, ids, chosen, metric, running)
+    st.fragment(run_every=every)(_curves)(reader, ids, chosen, metric, every is not None)
 
 
 def _curves(
@@ -90,5 +90,5 @@ def _curves(
         colours = method_colours(compare.methods_in_order(reader))
         figure = curves_figure(curves, metric, colours).update_layout(margin={"t": 30})  # no top gap
         st.plotly_chart(figure, key=key("curves"))
-    if live and not any(j.status == "running" for j in jobs):
+    if live and refresh_every(jobs) is None:
         st.rerun()  # the last job ended: redraw the page (its runs, no more timer)

@@ -23,7 +23,7 @@ from rgvlm_app.text import md_code, md_escape
 from rgvlm_core import compare
 from rgvlm_core.audit import reference_run
 from rgvlm_core.errors import RGVLMError
-from rgvlm_core.jobs import Job, list_jobs, start_job
+from rgvlm_core.jobs import Job, get_job, list_jobs, start_job
 from rgvlm_core.rl.config import IQL_HELP, IQLConfig
 from rgvlm_core.rl.runs import default_run_name
 from rgvlm_core.workspace import StoreReader, Workspace
@@ -262,6 +262,53 @@ def training_jobs(workspace: Workspace, newest: int = 3) -> list[Job]:
     mine = set(st.session_state[JOBS])
     jobs = [j for j in list_jobs(workspace, 100) if j.args and j.args[0] in TRAINING_COMMANDS]
     return [j for i, j in enumerate(jobs) if i < newest or j.status == "running" or j.job_id in mine]
+
+
+# -- finished runs, live while a job trains ----------------------------------------------------------
+def refresh_every(jobs: list[Job]) -> float | None:
+    """REFRESH_S while any of the jobs runs; None (no timer) once none does."""
+    return REFRESH_S if any(j.status == "running" for j in jobs) else None
+
+
+def finished_runs(reader: StoreReader, jobs: list[Job]) -> None:
+    """The finished runs and a run's record, re-read every REFRESH_S while one of `jobs` runs.
+
+    An experiment stores each run as it finishes; a timed fragment shows them then without
+    redrawing the page (the form, the curves) each time. When the last job ends, the page is run
+    again once, which draws this without a timer.
+    """
+    every = refresh_every(jobs)
+    st.fragment(run_every=every)(_finished_runs)(reader, tuple(j.job_id for j in jobs), every is not None)
+
+
+def _finished_runs(reader: StoreReader, job_ids: tuple[str, ...], live: bool) -> None:
+    runs = compare.runs_table(reader)
+    if runs.empty:
+        st.info(
+            "No finished training run yet: launch an experiment above, or run `rgvlm experiment` in a "
+            "terminal."
+        )
+    else:
+        _runs_and_record(reader, runs)
+    if live and refresh_every([get_job(reader.workspace, j) for j in job_ids]) is None:
+        st.rerun()  # the last job ended: redraw the page (its runs, no more timer)
+
+
+def _runs_and_record(reader: StoreReader, runs: pd.DataFrame) -> None:
+    st.dataframe(runs, hide_index=True, key="training.runs_table")
+    run = run_select(runs)
+    experiment = runs.loc[runs["run_id"] == run, "experiment"].iloc[0]
+    if isinstance(experiment, str):
+        st.page_link(
+            "pages/compare.py",
+            label=f"Compare the methods of {md_escape(experiment)}",
+            icon=":material/leaderboard:",
+            query_params={"experiment": experiment},
+        )
+    st.caption(
+        "Exactly what the run stored: its IQL settings, reward source and data, dataset figures, provenance."
+    )
+    run_record(reader, run)
 
 
 # -- a run's record ----------------------------------------------------------------------------------
