@@ -220,11 +220,12 @@ def _reporter() -> _Reporter | None:
     return _Reporter(Path(folder)) if folder else None
 
 
-def report_progress(done: int, total: int | None, info: str = "") -> None:
-    """Called by long commands; a no-op outside a job, throttled inside one."""
+def report_progress(done: int, total: int | None, info: str = "", *, force: bool = False) -> None:
+    """Called by long commands; a no-op outside a job, throttled inside one (`force`: write it anyway,
+    for a change the page must not miss, such as a finished run)."""
     reporter = _reporter()
     if reporter is not None:
-        _REPORTERS.setdefault(str(reporter.folder), reporter).progress(done, total, info)
+        _REPORTERS.setdefault(str(reporter.folder), reporter).progress(done, total, info, force=force)
 
 
 _REPORTERS: dict[str, _Reporter] = {}

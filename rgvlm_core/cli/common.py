@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from rgvlm_core.errors import WorkspaceError, os_reason
+from rgvlm_core.jobs import JOB_DIR_ENV
 from rgvlm_core.redact import RedactingFilter
 from rgvlm_core.workspace import Workspace
 
@@ -78,7 +79,8 @@ def progress_bar(label: str, *, transient: bool = False) -> Iterator[Progress]:
     """The CLI's progress bar (on stderr): label, bar, done/total, a free `info` field, time left.
 
     A command that fails (or is stopped) inside the bar erases it, so its error line is not left
-    under a half-drawn bar.
+    under a half-drawn bar. Inside a job there is no bar: the job's progress file carries it
+    (jobs.report_progress), and the log keeps only what the command prints.
     """
     progress = Progress(
         TextColumn(label, markup=False),
@@ -88,6 +90,7 @@ def progress_bar(label: str, *, transient: bool = False) -> Iterator[Progress]:
         TimeRemainingColumn(),
         console=err_console,
         transient=transient,
+        disable=bool(os.environ.get(JOB_DIR_ENV)),
     )
     with progress:
         try:

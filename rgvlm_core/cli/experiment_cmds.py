@@ -72,7 +72,7 @@ def experiment(
     neither changes what a run computes. A finished run prints one line: method, seed, final losses and
     its evaluation summary.
     """
-    from rgvlm_core.jobs import report_progress
+    from rgvlm_core.jobs import cooperative, report_progress
     from rgvlm_core.rl.config import IQLConfig, with_overrides
     from rgvlm_core.rl.experiment import ExperimentSpec, run_experiment
 
@@ -98,17 +98,17 @@ def experiment(
         spec,
         config,
         threads=threads,
-        workers=workers or default_workers(executor),
+        workers=workers or default_workers(executor, address),
         executor=executor,
         address=address,
         stack=stack,
     )
-    with progress_bar("experiment") as bar:
+    with progress_bar("experiment") as bar, cooperative():
         task = bar.add_task("experiment", total=1000, info="")
         for last in runs:
             info = last.text()
             bar.update(task, completed=int(1000 * last.fraction), info=info)
-            report_progress(int(1000 * last.fraction), 1000, info)
+            report_progress(int(1000 * last.fraction), 1000, info, force=last.finished_run is not None)
             if last.finished_run is not None:
                 console.print(last.finished_run.line(), markup=False, highlight=False, soft_wrap=True)
     if last is None:
@@ -125,9 +125,9 @@ def experiment(
         _write(ws, last.experiment_id, report)
 
 
-def default_workers(executor: str) -> int:
-    """One worker per CPU core this process may use (Ray: decided by the cluster, see rl.ray_executor)."""
-    if executor == "ray":
+def default_workers(executor: str, address: str | None) -> int:
+    """One worker per CPU core this process may use; 0 on a Ray cluster (`address`): its CPUs decide."""
+    if executor == "ray" and address is not None:
         return 0
     try:
         return max(1, len(os.sched_getaffinity(0)))

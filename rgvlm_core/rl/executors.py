@@ -12,9 +12,11 @@ when it is cancelled, fails or finishes, so no training outlives the command tha
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import queue
+import sys
 import threading
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
@@ -93,8 +95,9 @@ class ProcessExecutor:
             )
             for i in range(count)
         ]
-        for proc in procs:
-            proc.start()
+        with _main_not_rerun():
+            for proc in procs:
+                proc.start()
         remaining = set(range(len(tasks)))
         try:
             while remaining:
@@ -116,6 +119,8 @@ class ProcessExecutor:
                     remaining.discard(index)
                     continue
                 yield index, event
+                if cancel_requested():
+                    return
         finally:
             for proc in procs:
                 if proc.is_alive():
@@ -124,6 +129,26 @@ class ProcessExecutor:
                 proc.join(timeout=5)
             todo.close()
             events.close()
+
+
+@contextlib.contextmanager
+def _main_not_rerun() -> Iterator[None]:
+    """Start spawned workers without re-running the caller's main script in them.
+
+    Spawn re-imports the parent's `__main__` file in every child (to find functions defined there),
+    so a user's script that calls `run_experiment` without an `if __name__ == "__main__":` guard would
+    start the experiment again in each worker. The workers need nothing from `__main__` (their target
+    lives here), so the main module is hidden from spawn while they start.
+    """
+    main = sys.modules.get("__main__")
+    saved = {name: getattr(main, name) for name in ("__file__", "__spec__") if hasattr(main, name)}
+    try:
+        for name in saved:
+            setattr(main, name, None)
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(main, name, value)
 
 
 def _worker(todo: Any, events: Any, parent: int) -> None:
