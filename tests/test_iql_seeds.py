@@ -365,3 +365,36 @@ def test_a_version_1_checkpoint_loads_networks_computing_what_the_old_ones_did(t
     torch.testing.assert_close(loaded.logits(states, instr), old_logits)
     expected = old_logits.masked_fill(~masks, -1e9).argmax(-1)
     assert torch.equal(loaded.act(states, instr, masks), expected)
+
+
+def test_behaviour_cloning_steps_the_actor_exactly_as_the_full_update_does() -> None:
+    """beta = 0 skips Q and V (they cannot change the actor): the actor must not notice."""
+    torch.manual_seed(0)
+    config = IQLConfig(hidden=16, batch_size=32, steps=8, beta=0.0)
+    data = _bc_data()
+    short, full = IQL(7, 3, 5, config, seeds=(0, 1)), IQL(7, 3, 5, config, seeds=(0, 1))
+    for _ in range(8):
+        metrics = short.update(data.sample(32, short.generators, "cpu"))
+        full._iql_update(data.sample(32, full.generators, "cpu"))
+    assert set(metrics[0]) == {"losses/actor", "lr/actor"}
+    for name, value in full.actor.state_dict().items():
+        torch.testing.assert_close(short.actor.state_dict()[name], value, rtol=0, atol=1e-7)
+    assert not torch.equal(short.actor.w_instruction, IQL(7, 3, 5, config, seeds=(0, 1)).actor.w_instruction)
+
+
+def _bc_data() -> OfflineTensors:
+    g = torch.Generator().manual_seed(3)
+    n = 200
+    masks = torch.rand(n, 5, generator=g) < 0.7
+    masks[:, 0] = True
+    return OfflineTensors(
+        states=torch.rand(n, 7, generator=g),
+        next_states=torch.rand(n, 7, generator=g),
+        instruction_ids=torch.randint(0, 4, (n,), generator=g),
+        next_instruction_ids=torch.randint(0, 4, (n,), generator=g),
+        instruction_table=torch.rand(4, 3, generator=g),
+        actions=torch.randint(0, 5, (n,), generator=g),
+        rewards=torch.rand(n, generator=g),
+        dones=torch.zeros(n),
+        masks=masks,
+    )

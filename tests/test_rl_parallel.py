@@ -208,3 +208,28 @@ def _cmdline(pid: int) -> str:
         return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def test_a_script_without_a_main_guard_runs_its_experiment_once(sample_ws, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Spawned workers must not re-run the caller's script (which would start the experiment again)."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from rgvlm_core.rl.experiment import ExperimentSpec, run_experiment\n"
+        "from rgvlm_core.rl.iql import IQLConfig\n"
+        "from rgvlm_core.workspace import Workspace\n"
+        "print('script body ran', flush=True)\n"
+        f"ws = Workspace.open({str(sample_ws.root)!r})\n"
+        "spec = ExperimentSpec(methods=('sparse', 'bc'), seeds=(0,), encoder='hash', episodes_per_length=1,\n"
+        "                      conditions=('default',), name='unguarded')\n"
+        "for p in run_experiment(ws, spec, IQLConfig(steps=10, log_every=5, hidden=16, batch_size=32),\n"
+        "                        workers=2, stack=1):\n"
+        "    pass\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    ran = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.count("script body ran") == 1, ran.stdout + ran.stderr
+    reader = sample_ws.reader()
+    assert reader.scalar("SELECT count(*) FROM experiment_runs WHERE experiment_id = 'unguarded'") == 2
+    assert reader.scalar("SELECT count(*) FROM train_runs") == 2
+    reader.close()

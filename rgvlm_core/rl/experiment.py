@@ -7,9 +7,9 @@ under a new run id (its partial metrics stay behind under the old id and are nev
 
 Methods: any reward source of `rl.dataset.parse_reward_source`, plus `sparse+reference` (the newest
 noise-free reference run added to the sparse reward) and `bc` (behaviour cloning: IQL's actor with
-beta = 0, so every dataset action has weight 1; its critics are trained but unused). `reference`
-and `sparse+reference` are resolved to the concrete label run when the experiment starts, so the
-stored runs name the labels they were trained on.
+beta = 0, so every dataset action has weight 1; its critics, which could not change the actor, are
+not trained). `reference` and `sparse+reference` are resolved to the concrete label run when the
+experiment starts, so the stored runs name the labels they were trained on.
 """
 
 from __future__ import annotations

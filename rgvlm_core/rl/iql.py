@@ -162,7 +162,29 @@ class IQL:
         return cosine_lr(c.lr, self.actor_opt.steps, c.steps) if c.actor_cosine_decay else c.lr
 
     def update(self, batch: Batch) -> list[dict[str, float]]:
-        """A gradient step of V, Q and the actor (CORL's order), then the Polyak update; metrics per seed."""
+        """A gradient step of V, Q and the actor (CORL's order), then the Polyak update; metrics per seed.
+
+        With beta = 0 (behaviour cloning) only the actor steps: see `_cloning_update`.
+        """
+        return self._cloning_update(batch) if self.config.beta == 0.0 else self._iql_update(batch)
+
+    def _cloning_update(self, batch: Batch) -> list[dict[str, float]]:
+        """The actor's step of an update with beta = 0, without the critics' and value net's steps.
+
+        With beta = 0 every advantage weight is exp(0) = 1 (clipped at max_weight), whatever Q and V say,
+        so they cannot change the actor: the actor takes exactly the step the full update gives it, and
+        the ~80% of an update that trains Q and V is skipped (their networks stay at initialisation).
+        """
+        lr_actor = self.actor_lr()
+        logits = self._actor(batch.states, batch.instructions)[:, 0]
+        no_advantage = torch.zeros_like(batch.rewards)
+        loss_pi = actor_loss(logits, batch.masks, batch.actions, no_advantage, 0.0, self.config.max_weight)
+        self._step((self.actor_opt,), loss_pi.sum(), (lr_actor,))
+        return [
+            {"losses/actor": value, "lr/actor": float(lr_actor)} for value in loss_pi.detach().cpu().tolist()
+        ]
+
+    def _iql_update(self, batch: Batch) -> list[dict[str, float]]:
         c = self.config
         s, e, s_next, e_next = batch.states, batch.instructions, batch.next_states, batch.next_instructions
         with torch.no_grad():
