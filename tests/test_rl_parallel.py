@@ -86,17 +86,22 @@ def test_seeds_stacked_in_one_model_train_like_separate_runs(sample_ws) -> None:
     assert '"stacked_seeds": [0, 1]' in provenance
 
 
-def test_tasks_stack_the_seeds_of_one_method_to_keep_every_worker_busy() -> None:
+def test_tasks_split_seeds_evenly_to_keep_every_worker_busy_costliest_first() -> None:
     cells = [(m, m, s) for m in ("sparse", "bc") for s in range(5)]
     plan = EvalPlan(("default",), 1)
-    by_default = plan_tasks("e", cells, TINY, plan, None, workers=2)
-    assert [(t.method, t.seeds) for t in by_default] == [("sparse", (0, 1, 2, 3, 4)), ("bc", (0, 1, 2, 3, 4))]
-    assert by_default[1].config.beta == 0.0 and by_default[0].config.beta == TINY.beta
-    one_method = plan_tasks("e", cells[:5], TINY, plan, None, workers=2)
-    assert [t.seeds for t in one_method] == [(0, 1, 2), (3, 4)]
-    assert [t.seeds for t in plan_tasks("e", cells[:5], TINY, plan, None, workers=2, stack=1)] == [
-        (0,), (1,), (2,), (3,), (4,)
+    by_default = plan_tasks("e", cells, TINY, plan, None, workers=2)  # 10 runs, 4 tasks per worker: 2 seeds
+    assert [(t.method, t.seeds) for t in by_default] == [
+        ("sparse", (0, 1)), ("sparse", (2, 3)), ("sparse", (4,)), ("bc", (0, 1)), ("bc", (2, 3)), ("bc", (4,))
     ]  # fmt: skip
+    assert all(t.config.beta == 0.0 for t in by_default if t.method == "bc")
+    assert all(t.config.beta == TINY.beta for t in by_default if t.method == "sparse")
+    grid = [(m, m, s) for m in ("a", "b", "c", "d", "e", "bc") for s in range(5)]  # the paper's 6 x 5
+    sizes = [len(t.seeds) for t in plan_tasks("e", grid, TINY, plan, None, workers=2)]
+    assert sizes == [3] * 5 + [2] * 5 + [3, 2]  # 5 seeds by at most 4: 3 + 2; bc last
+    explicit = plan_tasks("e", cells[:5], TINY, plan, None, workers=2, stack=2)
+    assert [t.seeds for t in explicit] == [(0, 1), (2, 3), (4,)]
+    cluster = plan_tasks("e", cells[:5], TINY, plan, None, workers=0)
+    assert [t.seeds for t in cluster] == [(0,), (1,), (2,), (3,), (4,)]
     assert all(len(set(t.run_ids)) == len(t.seeds) for t in by_default)
     with pytest.raises(UsageError, match="stack=0"):
         plan_tasks("e", cells, TINY, plan, None, workers=2, stack=0)

@@ -190,6 +190,15 @@ def run_experiment(
         yield replace(tracker.progress(None), phase="finished", fraction=1.0)
 
 
+def _even(n: int, parts: int) -> list[int]:
+    """`n` split into `parts` sizes differing by at most one, larger first."""
+    return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
+
+
+TASKS_PER_WORKER = 4  # default split: enough tasks per worker that they finish close together
+BC_COST = 0.2  # a behaviour-cloning seed trains only the actor: about 1/5 of an IQL seed's updates
+
+
 def plan_tasks(
     experiment_id: str,
     cells: list[tuple[str, str, int]],
@@ -199,28 +208,39 @@ def plan_tasks(
     workers: int,
     stack: int | None = None,
 ) -> list[RunTask]:
-    """Group the (method, source, seed) cells into tasks: each task trains seeds of one method stacked.
+    """Group the (method, source, seed) cells into tasks, each training seeds of one method stacked,
+    costliest first.
 
-    Default `stack`: as many seeds per task as keeps every worker busy, i.e. ceil(runs / workers), at
-    most all the seeds of a method (workers 0, a cluster of unknown size: one seed per task). On a CPU
-    core, K stacked seeds train up to ~5% faster per seed than one alone (bench/iql_speed.py) and share one
-    lockstep evaluation pass; splitting them lets idle workers help.
+    Default `stack`: ceil(runs / (4 x workers)) seeds per task, so each worker gets about four tasks and
+    they end close together (a worker idle while another finishes its last task is the grid's main loss);
+    a method's seeds are split as evenly as that allows (5 seeds by at most 3: 3 + 2). On a CPU core K
+    stacked seeds train only up to ~5% faster per seed than one alone (bench/iql_speed.py), so balance
+    matters more; `--stack` trades it for larger stacks (e.g. on a GPU). Workers 0 (a cluster of unknown
+    size): one seed per task. Tasks are ordered by their cost (seeds, behaviour cloning at `BC_COST`),
+    largest first, so the small ones fill the gaps at the end.
     """
     if stack is not None and stack < 1:
         raise UsageError(f"stack={stack}: give at least 1 seed per task")
-    # workers 0 (a Ray cluster sized by itself): one seed per task, as many tasks as the cluster takes
-    size = stack or (max(1, math.ceil(len(cells) / workers)) if workers > 0 else 1)
+    size = stack or (max(1, math.ceil(len(cells) / (TASKS_PER_WORKER * workers))) if workers > 0 else 1)
     by_method: dict[tuple[str, str], list[int]] = {}
     for method, source, seed in cells:
         by_method.setdefault((method, source), []).append(seed)
     tasks = []
     for (method, source), seeds in by_method.items():
         task_config = replace(config, beta=0.0 if method == BC else config.beta)
-        for at in range(0, len(seeds), size):
-            group = tuple(seeds[at : at + size])
+        # an explicit --stack is taken as given (5 seeds by 2: 2 + 2 + 1); the default splits evenly
+        chunks = math.ceil(len(seeds) / size)
+        sizes = (
+            [min(size, len(seeds) - at) for at in range(0, len(seeds), size)]
+            if stack
+            else _even(len(seeds), chunks)
+        )
+        at = 0
+        for length in sizes:
+            group, at = tuple(seeds[at : at + length]), at + length
             run_ids = tuple(run_name(experiment_id, method, seed) for seed in group)
             tasks.append(RunTask(method, source, group, run_ids, task_config, evaluation, threads))
-    return tasks
+    return sorted(tasks, key=lambda t: -len(t.seeds) * (BC_COST if t.config.beta == 0.0 else 1.0))
 
 
 def _prepare(

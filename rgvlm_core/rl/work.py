@@ -108,8 +108,6 @@ def execute(task: RunTask, arrays: Any) -> Iterator[Event]:
 
     Runs wherever it is called: in the driver, a local worker process or a Ray task.
     """
-    import torch
-
     from rgvlm_core.rl.iql import check_device, train_seeds
     from rgvlm_core.rl.threads import apply_threads
 
@@ -131,9 +129,8 @@ def execute(task: RunTask, arrays: Any) -> Iterator[Event]:
         buffer = io.BytesIO()
         learner.save(buffer, seed_index=index)
         yield Trained(index, buffer.getvalue(), seconds)
-    if task.evaluation is not None:
-        with torch.no_grad():
-            yield from _evaluate(task, learner, task.evaluation)
+    if task.evaluation is not None:  # (IQL.act runs without autograd)
+        yield from _evaluate(task, learner, task.evaluation)
 
 
 def _evaluate(task: RunTask, learner: Any, plan: EvalPlan) -> Iterator[Event]:
