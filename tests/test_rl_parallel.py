@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,8 @@ def stored(ws: Any, experiment: str) -> dict[tuple[str, int], dict[str, Any]]:
 
 def test_local_workers_store_exactly_what_one_process_stores(sample_ws) -> None:  # type: ignore[no-untyped-def]
     label_sample(sample_ws)
-    list(run_experiment(sample_ws, grid("inline"), TINY, workers=1, stack=1))
-    list(run_experiment(sample_ws, grid("workers"), TINY, workers=2, stack=1))
+    list(run_experiment(sample_ws, grid("inline"), TINY, workers=1))
+    list(run_experiment(sample_ws, grid("workers"), TINY, workers=2))  # the defaults: one seed per task
     inline, parallel = stored(sample_ws, "inline"), stored(sample_ws, "workers")
     assert sorted(inline) == sorted(parallel) == [("bc", 0), ("bc", 1), ("sparse", 0), ("sparse", 1)]
     for cell, record in inline.items():
@@ -86,25 +87,31 @@ def test_seeds_stacked_in_one_model_train_like_separate_runs(sample_ws) -> None:
     assert '"stacked_seeds": [0, 1]' in provenance
 
 
-def test_tasks_split_seeds_evenly_to_keep_every_worker_busy_costliest_first() -> None:
-    cells = [(m, m, s) for m in ("sparse", "bc") for s in range(5)]
+def test_on_a_cpu_each_seed_is_its_own_task_so_workers_cannot_change_results() -> None:
+    cells = [(m, m, s) for m in ("sparse", "bc") for s in range(3)]
     plan = EvalPlan(("default",), 1)
-    by_default = plan_tasks("e", cells, TINY, plan, None, workers=2)  # 10 runs, 4 tasks per worker: 2 seeds
-    assert [(t.method, t.seeds) for t in by_default] == [
-        ("sparse", (0, 1)), ("sparse", (2, 3)), ("sparse", (4,)), ("bc", (0, 1)), ("bc", (2, 3)), ("bc", (4,))
-    ]  # fmt: skip
-    assert all(t.config.beta == 0.0 for t in by_default if t.method == "bc")
-    assert all(t.config.beta == TINY.beta for t in by_default if t.method == "sparse")
+    for workers in (1, 2, 8):
+        tasks = plan_tasks("e", cells, TINY, plan, None, workers=workers)
+        assert [(t.method, t.seeds) for t in tasks] == [("sparse", (s,)) for s in range(3)] + [
+            ("bc", (s,)) for s in range(3)
+        ]  # costliest first: behaviour cloning trains only its actor
+    assert all(t.config.beta == 0.0 for t in tasks if t.method == "bc")
+    assert all(t.config.beta == TINY.beta for t in tasks if t.method == "sparse")
+    assert all(len(set(t.run_ids)) == len(t.seeds) for t in tasks)
+
+
+def test_stacks_split_seeds_evenly_on_a_gpu_or_as_asked() -> None:
+    plan = EvalPlan(("default",), 1)
     grid = [(m, m, s) for m in ("a", "b", "c", "d", "e", "bc") for s in range(5)]  # the paper's 6 x 5
-    sizes = [len(t.seeds) for t in plan_tasks("e", grid, TINY, plan, None, workers=2)]
-    assert sizes == [3] * 5 + [2] * 5 + [3, 2]  # 5 seeds by at most 4: 3 + 2; bc last
-    explicit = plan_tasks("e", cells[:5], TINY, plan, None, workers=2, stack=2)
+    gpu = replace(TINY, device="cuda")
+    sizes = [len(t.seeds) for t in plan_tasks("e", grid, gpu, plan, None, workers=2)]
+    assert sizes == [3] * 5 + [2] * 5 + [3, 2]  # 30 runs, ~4 tasks per worker: 5 seeds as 3 + 2; bc last
+    explicit = plan_tasks("e", grid[:5], TINY, plan, None, workers=2, stack=2)
     assert [t.seeds for t in explicit] == [(0, 1), (2, 3), (4,)]
-    cluster = plan_tasks("e", cells[:5], TINY, plan, None, workers=0)
+    cluster = plan_tasks("e", grid[:5], gpu, plan, None, workers=0)
     assert [t.seeds for t in cluster] == [(0,), (1,), (2,), (3,), (4,)]
-    assert all(len(set(t.run_ids)) == len(t.seeds) for t in by_default)
     with pytest.raises(UsageError, match="stack=0"):
-        plan_tasks("e", cells, TINY, plan, None, workers=2, stack=0)
+        plan_tasks("e", grid, TINY, plan, None, workers=2, stack=0)
 
 
 def test_progress_counts_runs_reports_speed_and_ends_with_every_run_finished(sample_ws) -> None:  # type: ignore[no-untyped-def]

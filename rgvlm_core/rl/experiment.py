@@ -211,17 +211,21 @@ def plan_tasks(
     """Group the (method, source, seed) cells into tasks, each training seeds of one method stacked,
     costliest first.
 
-    Default `stack`: ceil(runs / (4 x workers)) seeds per task, so each worker gets about four tasks and
-    they end close together (a worker idle while another finishes its last task is the grid's main loss);
-    a method's seeds are split as evenly as that allows (5 seeds by at most 3: 3 + 2). On a CPU core K
-    stacked seeds train only up to ~5% faster per seed than one alone (bench/iql_speed.py), so balance
-    matters more; `--stack` trades it for larger stacks (e.g. on a GPU). Workers 0 (a cluster of unknown
-    size): one seed per task. Tasks are ordered by their cost (seeds, behaviour cloning at `BC_COST`),
-    largest first, so the small ones fill the gaps at the end.
+    On a CPU the default is one seed per task: stacking K seeds trains them only up to ~5% faster per
+    seed there (bench/iql_speed.py), and a stack computes in a different float summation order than a
+    run alone, which over thousands of updates grows into different (equally valid) numbers; with one
+    seed per task an experiment's results do not depend on --workers or the executor (tested).
+    `--stack K` (and the default on a GPU, where batching pays: ceil(runs / (4 x workers)) seeds, split
+    evenly, e.g. 5 seeds as 3 + 2) trades that for fewer, larger tasks. Workers 0 (a cluster of unknown
+    size): one seed per task. Tasks are ordered by cost (seeds; behaviour cloning at `BC_COST`), largest
+    first, so the small ones fill the gaps at the end.
     """
     if stack is not None and stack < 1:
         raise UsageError(f"stack={stack}: give at least 1 seed per task")
-    size = stack or (max(1, math.ceil(len(cells) / (TASKS_PER_WORKER * workers))) if workers > 0 else 1)
+    gpu = str(config.device).startswith("cuda")
+    size = stack or (
+        max(1, math.ceil(len(cells) / (TASKS_PER_WORKER * workers))) if workers > 0 and gpu else 1
+    )
     by_method: dict[tuple[str, str], list[int]] = {}
     for method, source, seed in cells:
         by_method.setdefault((method, source), []).append(seed)
