@@ -316,6 +316,9 @@ def curves_section(reader: StoreReader, c: Comparison) -> None:
             st.session_state[CURVE_METRIC] = "losses/q" if "losses/q" in names else names[0]
         metric = str(st.selectbox("Metric", names, key=CURVE_METRIC, on_change=_touched))
         curves = compare.learning_curves(reader, c.runs, metric)  # one small query, only while open
+        missing = sorted(set(c.runs["method"]) - set(curves["method"])) if "method" in curves else []
+        if missing:  # e.g. behaviour cloning, which trains no critic: no Q or V metric
+            st.caption(f"No {md_escape(metric)} for {md_escape(', '.join(missing))}: choose another metric.")
         st.plotly_chart(
             curves_figure(curves, metric, c.colours),
             key="compare.curves_chart",

@@ -276,6 +276,11 @@ def test_the_learning_curves_are_drawn_only_once_their_expander_is_open(
     at.run()
     assert not at.exception, at.exception
     [chart] = [c for c in at.get("plotly_chart") if "compare.curves" in c.proto.id]
+    q_lines = json.loads(chart.proto.spec)["data"]  # the default metric: q loss, which BC does not train
+    assert len(q_lines) == sum(store["runs"]["method"] != "bc")
+    assert any("No losses/q for bc" in c.value for c in at.caption)
+    at.selectbox(key=cw.CURVE_METRIC).set_value("losses/actor").run()
+    [chart] = [c for c in at.get("plotly_chart") if "compare.curves" in c.proto.id]
     lines = json.loads(chart.proto.spec)["data"]
     assert len(lines) == len(store["runs"])  # one line per run, in its method's colour
     colours = {t["legendgroup"]: t["line"]["color"] for t in lines}

@@ -185,6 +185,10 @@ def test_the_finished_runs_appear_with_their_curves_in_their_methods_colours(
     assert sorted(runs["method"]) == sorted([f"sparse+rgvlm:{labels}", BC])
     shown = next(df.value for df in at.dataframe if "method" in df.value.columns)
     assert list(shown["run_id"]) == list(runs["run_id"])
+    q_traces = _curve_traces(at)  # the default metric: the q loss, which behaviour cloning does not have
+    bc_runs = list(runs.loc[runs["method"] == BC, "run_id"])
+    assert q_traces and not any(t["hovertemplate"].startswith(run) for t in q_traces for run in bc_runs)
+    at.selectbox(key=tw.METRIC).set_value("losses/actor").run()  # every method trains an actor
     traces = _curve_traces(at)
     by_run = {run: t for t in traces for run in runs["run_id"] if t["hovertemplate"].startswith(run)}
     assert set(by_run) == set(runs["run_id"])

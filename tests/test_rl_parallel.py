@@ -127,6 +127,8 @@ def test_progress_counts_runs_reports_speed_and_ends_with_every_run_finished(sam
         ("sparse", 1),
     ]
     assert all("subtasks completed over 6 evaluation episodes" in f.line() for f in finished)
+    bc_line = next(f.line() for f in finished if f.method == "bc")
+    assert "actor loss" in bc_line and "q loss" not in bc_line and "nan" not in bc_line  # BC trains no Q
     training = [t for p in progress for t in p.active if t.phase == "train"]
     assert training and all(t.updates_per_s and t.updates_per_s > 0 for t in training)
     assert "updates/s" in training[0].text() and "runs 0/4" in progress[1].text()

@@ -55,7 +55,8 @@ def experiment(
         None,
         "--stack",
         min=1,
-        help="Seeds of one method trained as one stacked model (default: enough to keep every worker busy).",
+        help="Seeds of one method trained as one stacked model: the same maths in another float summation "
+        "order (default: 1 on a CPU, so results do not depend on --workers; on a GPU, enough to fill them).",
     ),
     executor: str = typer.Option("local", "--executor", help="Where runs execute: local or ray."),
     address: str = typer.Option(
@@ -68,11 +69,11 @@ def experiment(
 ) -> None:
     """Train and evaluate every method x seed, then (optionally) write the comparison report.
 
-    Runs execute in parallel (--workers) and seeds of a method train as one stacked model (--stack);
-    neither changes what a run computes. A finished run prints one line: method, seed, final losses and
-    its evaluation summary.
+    Runs execute in parallel (--workers; the results do not depend on it); --stack K trains K seeds of
+    a method as one stacked model. A finished run prints one line: method, seed, final losses and its
+    evaluation summary.
     """
-    from rgvlm_core.jobs import cooperative, report_progress
+    from rgvlm_core.jobs import JobCancelled, cancel_requested, cooperative, report_progress
     from rgvlm_core.rl.config import IQLConfig, with_overrides
     from rgvlm_core.rl.experiment import ExperimentSpec, run_experiment
 
@@ -112,6 +113,8 @@ def experiment(
             if last.finished_run is not None:
                 console.print(last.finished_run.line(), markup=False, highlight=False, soft_wrap=True)
     if last is None:
+        if cancel_requested():
+            raise JobCancelled()
         return
     if last.finished == last.runs:
         console.print(f"experiment {last.experiment_id}: {last.runs} runs finished", markup=False)
@@ -121,6 +124,8 @@ def experiment(
             f"run it again with --name {last.experiment_id} to resume",
             markup=False,
         )
+    if cancel_requested():
+        raise JobCancelled()  # recorded as cancelled, not done
     if report is not None:
         _write(ws, last.experiment_id, report)
 

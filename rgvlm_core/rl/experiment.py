@@ -151,7 +151,8 @@ def run_experiment(
     `config` is the `rl.iql.IQLConfig` of every run (its seed is replaced by each run's seed);
     `threads` is each worker's torch intra-op thread count (rl.threads); `workers` how many tasks run
     at once, on `executor` (local processes, or ray at `address`); `stack` how many seeds of one method
-    train as one stacked model (default: see `plan_tasks`). None of these change what a run computes.
+    train as one stacked model (default: see `plan_tasks`). Workers and executor never change what a run
+    computes; a stack computes the same maths in another float summation order.
     """
     from rgvlm_core.rl.executors import make_executor
     from rgvlm_core.rl.record import RunRecorder

@@ -37,8 +37,10 @@ class Finished:
 
     def line(self) -> str:
         """The run, its final losses and the share of subtasks it completed in evaluation."""
-        q, actor = (self.metrics.get(name, float("nan")) for name in ("losses/q", "losses/actor"))
-        losses = f"final q loss {q:.3g}, actor loss {actor:.3g}"
+        named = {"losses/q": "q loss", "losses/actor": "actor loss"}  # behaviour cloning has no q loss
+        losses = "final " + ", ".join(
+            f"{label} {self.metrics[k]:.3g}" for k, label in named.items() if k in self.metrics
+        )
         text = f"finished {self.method} seed {self.seed} ({self.run_id}): {losses}"
         if self.results:
             mean = sum(r.completed / r.n_subtasks for r in self.results) / len(self.results)
