@@ -34,22 +34,12 @@ import numpy as np
 
 from rgvlm_core.errors import RGVLMError, UsageError
 from rgvlm_core.rl.dataset import OfflineArrays
+from rgvlm_core.rl.dataset_cache import ARRAY_FIELDS
 from rgvlm_core.rl.work import Event, RunTask, Started, execute
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.5  # how often the driver checks for cancellation while no task has news
-ARRAY_FIELDS: tuple[str, ...] = (
-    "states",
-    "next_states",
-    "instruction_ids",
-    "next_instruction_ids",
-    "instruction_table",
-    "actions",
-    "rewards",
-    "dones",
-    "masks",
-)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its tracebacks
 INSTALL_HINT = '--executor ray needs Ray: pip install -e ".[ray]" (or pip install "ray>=2.9")'
 
