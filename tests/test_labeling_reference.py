@@ -15,7 +15,7 @@ from rgvlm_core.labeling.reference import (
     NoiseConfig,
     ReferenceLabeller,
 )
-from rgvlm_core.labeling.rewards import combined, normalise, shaped, vlm_reward
+from rgvlm_core.labeling.rewards import combined, normalise, vlm_reward
 from rgvlm_core.labeling.store import load_segments
 
 
@@ -69,7 +69,3 @@ def test_rewards_match_hand_computed_numbers() -> None:
         [-1.224744871, 0.0, 1.224744871, 0.0, 0.0]
     )
     assert normalise([1, 3, 5], ["x", "x", "x"], "minmax").tolist() == [0.0, 0.5, 1.0]
-    # shaping: r + lam * (gamma * phi(s') - phi(s)); phi after an episode's last step is 0
-    assert shaped(
-        [0, 0, 1, 0], [0.2, 0.5, 0.9, 0.4], [False, False, True, True], gamma=0.9
-    ).tolist() == pytest.approx([0.25, 0.31, 0.1, -0.4])

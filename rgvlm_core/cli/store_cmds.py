@@ -1,4 +1,4 @@
-"""Store maintenance: compaction and garbage collection."""
+"""Store maintenance: compaction, garbage collection and schema migration."""
 
 from __future__ import annotations
 
@@ -23,5 +23,17 @@ def compact(
         console.print(f"removed {removed} unused file(s)")
 
 
+def migrate() -> None:
+    """Upgrade tables written by an older rgvlm to this version's schema (new columns get their
+    documented defaults); the old files stay readable until garbage collection."""
+    ws = open_workspace(create=False, seed=False)
+    done = ws.migrate()
+    for name, (old, new) in sorted(done.items()):
+        console.print(f"migrated {name}: schema v{old} -> v{new}")
+    if not done:
+        console.print("every table is at this rgvlm's schema; nothing to do")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(compact)
+    app.command()(migrate)

@@ -109,3 +109,9 @@ class ReferenceLabeller:
 
     async def aclose(self) -> None:
         return None
+
+
+def progress_score(fraction: float) -> int:
+    """The reference labeller's progress answer: the fraction of the expert's plan for the subtask done
+    after the step (sim.expert.plan_fraction), on the 0..10 scale of the progress question."""
+    return int(round(SCORE_MAX * min(1.0, max(0.0, fraction))))

@@ -200,3 +200,22 @@ def _drop(s: State, avoid: str | None = None) -> list[str]:
     if not places:
         raise PlanningError(f"nowhere to put down the {cls}")
     return [*_reach(s, places[0]), f"PutObject({places[0]})"]
+
+
+def subtask_remaining(state: State, sub: SubtaskSpec) -> int:
+    """Length of the expert's plan that completes `sub` alone from `state` (0 once it is done).
+
+    The simulator's ground truth of how far a subtask is from done; raises PlanningError if the
+    expert finds no way (a bug in the rules or the sampler, never a normal outcome).
+    """
+    if is_done(state, sub):
+        return 0
+    return len(_subtask(state, sub))
+
+
+def plan_fraction(remaining: int, remaining_at_start: int) -> float:
+    """The fraction of the expert's plan for a subtask done: 1 - remaining / remaining at the start of
+    the subtask's segment, clipped to 0..1 (a detour can make the plan longer than it was)."""
+    if remaining_at_start <= 0:
+        return 1.0
+    return min(1.0, max(0.0, 1.0 - remaining / remaining_at_start))

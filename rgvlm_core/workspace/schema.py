@@ -202,7 +202,7 @@ LABEL_RUNS = TableSpec(
 
 LABELS = TableSpec(
     name="labels",
-    version=1,
+    version=2,
     schema=pa.schema(
         [
             (RUN_ID, pa.string()),
@@ -210,6 +210,8 @@ LABELS = TableSpec(
             ("t", pa.int32()),
             ("segment_id", pa.string()),
             ("score", pa.int8()),  # null when the segment failed
+            # v2: how far the subtask is done after the step, 0..10; null when not asked or failed
+            ("progress", pa.int8()),
             ("reward", pa.float32()),  # score / 10
             ("status", pa.string()),  # ok | failed
             ("reason", pa.string()),
@@ -309,11 +311,12 @@ TRAIN_METRICS = TableSpec(
 
 EVAL_RESULTS = TableSpec(
     name="eval_results",
-    version=1,
+    version=2,
     schema=pa.schema(
         [
             (RUN_ID, pa.string()),
             ("condition", pa.string()),
+            ("phrasing", pa.string()),  # v2: seen (training phrasings) or unseen (held out)
             ("seed", pa.int64()),
             ("length", pa.int32()),
             ("episode", pa.int32()),
@@ -324,11 +327,31 @@ EVAL_RESULTS = TableSpec(
             ("completed", pa.int32()),
             ("success", pa.bool_()),
             ("steps", pa.int32()),
+            ("first_kind", pa.string()),  # v2: the kind of the task's first subtask (Pickup, ...)
             ("evaluated_at", _UTC),
         ]
     ),
-    key=(RUN_ID, "condition", "seed", "length", "episode"),
-    sort_by=(RUN_ID, "condition", "length", "episode"),
+    key=(RUN_ID, "condition", "phrasing", "seed", "length", "episode"),
+    sort_by=(RUN_ID, "condition", "phrasing", "length", "episode"),
+)
+
+EVAL_CURVES = TableSpec(
+    name="eval_curves",
+    version=1,
+    schema=pa.schema(
+        [
+            (RUN_ID, pa.string()),
+            ("step", pa.int64()),  # training updates done when the policy was evaluated
+            ("condition", pa.string()),
+            ("phrasing", pa.string()),
+            ("length", pa.int32()),
+            ("episodes", pa.int32()),
+            ("proportion", pa.float64()),  # mean proportion of subtasks completed
+            ("success", pa.float64()),  # share of tasks completed in full
+        ]
+    ),
+    key=(RUN_ID, "step", "condition", "phrasing", "length"),
+    sort_by=(RUN_ID, "step", "condition", "phrasing", "length"),
 )
 
 EXPERIMENTS = TableSpec(
@@ -381,10 +404,29 @@ TABLES: dict[str, TableSpec] = {
         TRAIN_RUNS,
         TRAIN_METRICS,
         EVAL_RESULTS,
+        EVAL_CURVES,
         EXPERIMENTS,
         EXPERIMENT_RUNS,
     )
 }
 
+def _with_column(name: str, kind: pa.DataType, value: object = None) -> Callable[[pa.Table], pa.Table]:
+    """A migration adding one column, every row `value` (null by default)."""
+
+    def upgrade(table: pa.Table) -> pa.Table:
+        return table.append_column(name, pa.array([value] * table.num_rows, type=kind))
+
+    return upgrade
+
+
+def _eval_results_v2(table: pa.Table) -> pa.Table:
+    # v1 evaluations always used held-out phrasings; the first subtask's kind was not recorded
+    table = _with_column("phrasing", pa.string(), "unseen")(table)
+    return _with_column("first_kind", pa.string())(table)
+
+
 # (table, from_version) -> function upgrading one Parquet file's rows to from_version + 1.
-MIGRATIONS: dict[tuple[str, int], Callable[[pa.Table], pa.Table]] = {}
+MIGRATIONS: dict[tuple[str, int], Callable[[pa.Table], pa.Table]] = {
+    ("labels", 1): _with_column("progress", pa.int8()),
+    ("eval_results", 1): _eval_results_v2,
+}

@@ -262,6 +262,50 @@ class Workspace:
                 )
         return True
 
+    def migrate(self) -> dict[str, tuple[int, int]]:
+        """Rewrite every table stored under an older schema to this code's, through `MIGRATIONS`.
+
+        Each table's shards are read, upgraded one version at a time, written as one new shard and
+        swapped in under the commit lock (old shards go to the garbage list, so readers on the old
+        snapshot are unharmed); a table with no migration path raises before anything is written.
+        Returns {table: (from version, to version)} of the tables rewritten.
+        """
+        done: dict[str, tuple[int, int]] = {}
+        with self.lock("migrate"):
+            snap = self.snapshot(check_versions=False)
+            for name, state in snap.tables.items():
+                spec = TABLES.get(name)
+                if spec is None or state.schema_version >= spec.version:
+                    continue
+                missing = [v for v in range(state.schema_version, spec.version) if (name, v) not in MIGRATIONS]
+                if missing:
+                    raise WorkspaceError(
+                        f"table {name!r} has schema v{state.schema_version} and no migration from v{missing[0]}; "
+                        "re-import it into a new workspace"
+                    )
+            for name, state in snap.tables.items():
+                spec = TABLES.get(name)
+                if spec is None or state.schema_version >= spec.version:
+                    continue
+                parts = [pq.read_table(str(self.path_of(f))) for f in state.files]
+                for version in range(state.schema_version, spec.version):
+                    parts = [MIGRATIONS[(name, version)](part) for part in parts]
+                merged = pa.concat_tables([_conform(spec, part) for part in parts]) if parts else spec.empty()
+                written = (self._write_shard(spec, merged),) if merged.num_rows else ()
+                with file_lock(self.store_dir / "commit.lock"):
+                    now_snap = self.snapshot(check_versions=False)
+                    current = now_snap.files(name)
+                    if current != state.files:
+                        raise WorkspaceError(f"{name}: shards changed during migration; run it again")
+                    tables_state = dict(now_snap.tables)
+                    tables_state[name] = TableState(spec.version, written)
+                    garbage = now_snap.garbage + tuple((f, time.time()) for f in state.files)
+                    atomic_write_bytes(
+                        self.head_path, Snapshot(now_snap.version + 1, tables_state, garbage).to_json()
+                    )
+                done[name] = (state.schema_version, spec.version)
+        return done
+
     def collect_garbage(self, *, grace_s: float = GARBAGE_GRACE_S) -> int:
         """Delete superseded shards past their grace period and orphans of dead writers."""
         removed = 0
@@ -378,7 +422,11 @@ def _check_schema_version(spec: TableSpec, found: int) -> None:
             f"(v{spec.version}); upgrade rgvlm"
         )
     if found < spec.version:
-        hint = "run `rgvlm migrate`" if (spec.name, found) in MIGRATIONS else "no migration exists; re-import"
+        hint = (
+            "run `rgvlm migrate -w WORKSPACE` (it rewrites the table; nothing is lost)"
+            if (spec.name, found) in MIGRATIONS
+            else "no migration exists; re-import"
+        )
         raise WorkspaceError(
             f"table {spec.name!r} has schema v{found}, this rgvlm reads v{spec.version}: {hint}"
         )
