@@ -306,10 +306,10 @@ def test_a_store_change_during_a_build_is_built_again_under_the_new_key(
         return built
 
     monkeypatch.setattr(dataset_cache, "build_dataset", build_then_override)
-    data = cached_dataset(reader, parse_reward_source(f"rgvlm:{clean}", reader), HashEncoder())
+    data = cached_dataset(reader, parse_reward_source(f"rgvlm:{clean}@raw", reader), HashEncoder())
     reader.close()
     assert len(calls) == 2 and data.rewards[0] == pytest.approx(0.3)
-    assert dataset_dir(data) is not None and dataset_dir(data).name == _key(ws, f"rgvlm:{clean}")  # type: ignore[union-attr]
+    assert dataset_dir(data) is not None and dataset_dir(data).name == _key(ws, f"rgvlm:{clean}@raw")  # type: ignore[union-attr]
 
 
 # -- damaged folders and concurrent builders -------------------------------------------------------

@@ -102,7 +102,7 @@ def test_rewards_and_dones_come_from_the_same_sources_as_for_the_simulator(tmp_p
     for _ in label_run(ws, ReferenceLabeller(), RunConfig(name="ref")):
         pass
     sparse = _dataset(ws)
-    both = _dataset(ws, "sparse+rgvlm:ref")
+    both = _dataset(ws, "sparse+rgvlm:ref@raw")
     # the default plan has two subtasks: Pickup ends at step 3, Put at step 7
     assert list(np.flatnonzero(sparse.rewards[:N_LOW])) == [3, 7]
     assert list(np.flatnonzero(sparse.dones[:N_LOW])) == [3, 7]

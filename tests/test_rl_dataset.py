@@ -39,16 +39,18 @@ def test_combined_rewards_equal_sparse_plus_lambda_times_score_over_ten(labelled
     ws, _, noisy = labelled
     reader = ws.reader()
     sparse = build_dataset(reader, parse_reward_source("sparse", reader), HashEncoder())
-    vlm = build_dataset(reader, parse_reward_source(f"rgvlm:{noisy}", reader), HashEncoder())
-    both = build_dataset(reader, parse_reward_source(f"sparse+rgvlm:{noisy}", reader, lam=0.5), HashEncoder())
-    ref = build_dataset(reader, parse_reward_source("reference", reader), HashEncoder())
+    vlm = build_dataset(reader, parse_reward_source(f"rgvlm:{noisy}@raw", reader), HashEncoder())
+    both = build_dataset(
+        reader, parse_reward_source(f"sparse+rgvlm:{noisy}", reader, lam=0.5, mapping="raw"), HashEncoder()
+    )
+    ref = build_dataset(reader, parse_reward_source("reference@raw", reader), HashEncoder())
     scores = reader.query(f"SELECT score FROM labels WHERE run_id = '{noisy}' ORDER BY episode_id, t").column(
         0
     )
     reader.close()
     assert vlm.rewards == pytest.approx(np.asarray(scores.to_pylist(), np.float32) / 10)
     assert both.rewards == pytest.approx(sparse.rewards + 0.5 * vlm.rewards)
-    assert ref.info["reward_source"] == "reference" and ref.rewards.max() == pytest.approx(1.0)
+    assert ref.info["reward_source"] == "reference@raw" and ref.rewards.max() == pytest.approx(1.0)
 
 
 def test_overrides_are_applied_and_failed_labels_follow_the_stated_policy(labelled) -> None:  # type: ignore[no-untyped-def]
@@ -60,7 +62,7 @@ def test_overrides_are_applied_and_failed_labels_follow_the_stated_policy(labell
     reader.close()
     add_override(ws, clean, first["episode_id"], first["t"], 3, "person says so")
     reader = ws.reader()
-    data = build_dataset(reader, parse_reward_source(f"rgvlm:{clean}", reader), HashEncoder())
+    data = build_dataset(reader, parse_reward_source(f"rgvlm:{clean}@raw", reader), HashEncoder())
     assert data.rewards[0] == pytest.approx(0.3)
     # a label run covering only a few episodes: the rest count as steps without a VLM reward
     reader.close()
@@ -139,4 +141,82 @@ def test_an_rgvlm_reward_source_refuses_a_clip_run(labelled) -> None:  # type: i
     for text in ("rgvlm:clip-run", "sparse+rgvlm:clip-run"):
         with pytest.raises(RGVLMError, match=r"is a CLIP run.*clip:clip-run"):
             parse_reward_source(text, reader)
+    reader.close()
+
+
+def test_cut_off_trajectories_bootstrap_from_their_final_state(labelled) -> None:  # type: ignore[no-untyped-def]
+    ws, _, _ = labelled
+    reader = ws.reader()
+    data = build_dataset(reader, parse_reward_source("sparse", reader), HashEncoder())
+    rows = reader.rows(
+        "SELECT e.episode_id, s.t, t.n_steps, t.completed_subtasks < t.n_subtasks AS unfinished, "
+        "s.sparse_reward, sub.instruction FROM episodes e JOIN trajectories t USING (trajectory_id) "
+        "JOIN steps s USING (trajectory_id) JOIN subtasks sub ON sub.episode_id = e.episode_id "
+        "AND sub.idx = s.subtask_idx WHERE e.dataset = 'sim' AND NOT e.task_only ORDER BY e.episode_id, s.t"
+    )
+    reader.close()
+    last = np.asarray([r["t"] == r["n_steps"] - 1 for r in rows])
+    # a trajectory stopped before finishing; unless its last step completed a subtask (that subtask's
+    # episode ends there, whatever follows), that step was cut off
+    completes = np.asarray([r["sparse_reward"] > 0 for r in rows])
+    cut = last & np.asarray([bool(r["unfinished"]) for r in rows]) & ~completes
+    assert cut.sum() > 0 and data.info["cut_off_steps"] == cut.sum()
+    # a cut-off step is not terminal: IQL's target r + gamma (1 - done) V(s') bootstraps there ...
+    assert (data.dones[cut] == 0).all()
+    # ... from the state stored after it, under the same subtask's instruction
+    assert (data.next_instruction_ids[cut] == data.instruction_ids[cut]).all()
+    assert not np.array_equal(data.next_states[cut], data.states[cut])
+    # a completed task still ends where its last subtask completes
+    assert (data.dones[last & ~cut] == 1).all()
+    assert (data.dones == (data.rewards > 0)).all()
+
+
+def test_mappings_are_named_in_the_source_and_computed_from_the_scores(labelled) -> None:  # type: ignore[no-untyped-def]
+    ws, clean, _ = labelled
+    reader = ws.reader()
+    sparse = build_dataset(reader, parse_reward_source("sparse", reader), HashEncoder())
+    raw = build_dataset(reader, parse_reward_source(f"rgvlm:{clean}@raw", reader), HashEncoder())
+    cost_source = parse_reward_source(f"sparse+rgvlm:{clean}", reader, mapping="cost")
+    cost = build_dataset(reader, cost_source, HashEncoder())
+    centred = build_dataset(reader, parse_reward_source(f"sparse+rgvlm:{clean}@centred", reader, mapping="cost"),
+                            HashEncoder())  # fmt: skip
+    default = parse_reward_source("sparse+reference", reader)
+    reader.close()
+    assert cost_source.text == f"sparse+rgvlm:{clean}@cost" and cost.info["vlm_reward"] == "cost"
+    assert default.mapping == "cost" and default.text.endswith("@cost")
+    assert cost.rewards == pytest.approx(sparse.rewards + raw.rewards - 1.0)
+    assert centred.rewards == pytest.approx(sparse.rewards + raw.rewards - 0.5)
+    assert centred.info["reward_source"].endswith("@centred")  # the text's mapping wins over the option
+
+
+def test_unusable_mappings_are_refused_naming_the_fix(labelled) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from rgvlm_core.workspace.schema import LABEL_RUNS, LABELS
+
+    ws, clean, _ = labelled
+    reader = ws.reader()
+    with pytest.raises(RGVLMError, match="sparse reward has no VLM score"):
+        parse_reward_source("sparse@cost", reader)
+    with pytest.raises(RGVLMError, match="shaped mapping reshapes the sparse reward"):
+        parse_reward_source(f"rgvlm:{clean}@shaped", reader)
+    with pytest.raises(RGVLMError, match="unknown VLM reward mapping 'square'"):
+        parse_reward_source(f"sparse+rgvlm:{clean}@square", reader)
+    labels = reader.query(f"SELECT * FROM labels WHERE run_id = '{clean}'").to_pylist()
+    run = reader.rows(f"SELECT * FROM label_runs WHERE run_id = '{clean}'")[0]
+    reader.close()
+    # a run whose labeller was never asked the progress question cannot be shaped
+    rows = [{**lab, "run_id": "noprogress", "progress": None} for lab in labels]
+    ws.commit({
+        LABELS.name: pa.Table.from_pylist(rows, schema=LABELS.schema),
+        LABEL_RUNS.name: pa.Table.from_pylist(
+            [{**run, "run_id": "noprogress", "created_at": dt.datetime.now(dt.timezone.utc)}],
+            schema=LABEL_RUNS.schema),
+    })  # fmt: skip
+    reader = ws.reader()
+    source = parse_reward_source("sparse+rgvlm:noprogress@shaped", reader)
+    with pytest.raises(RGVLMError, match="no progress answers.*--progress"):
+        build_dataset(reader, source, HashEncoder())
     reader.close()

@@ -135,3 +135,17 @@ def threads_option() -> Any:
         help="Torch CPU threads of this process (default: RGVLM_THREADS, else 1; 0 = one per core). "
         "One thread does not collapse when other work shares the cores.",
     )
+
+
+def vlm_reward_option() -> Any:
+    """`--vlm-reward NAME`: how VLM scores become rewards (labeling/rewards.py), shared by train and
+    experiment so both list the same mappings."""
+    from rgvlm_core.labeling.rewards import DEFAULT_MAPPING, MAPPING_HELP
+
+    choices = "; ".join(f"{name}: {text}" for name, text in MAPPING_HELP.items())
+    return typer.Option(
+        None,
+        "--vlm-reward",
+        help=f"Mapping of VLM scores to rewards for sources without an @MAPPING (default {DEFAULT_MAPPING}). "
+        f"{choices}.",
+    )

@@ -16,6 +16,7 @@ from rgvlm_core.cli.common import (
     progress_bar,
     quiet_library_progress,
     threads_option,
+    vlm_reward_option,
 )
 from rgvlm_core.workspace import Workspace
 
@@ -30,11 +31,13 @@ def experiment(
         "--methods",
         "-m",
         help="Comma-separated: sparse, reference, sparse+reference, rgvlm:RUN, sparse+rgvlm:RUN, "
-        "clip:RUN, bc.",
+        "clip:RUN, bc; a VLM method may end in @MAPPING (e.g. sparse+reference@cost,"
+        "sparse+reference@shaped).",
     ),
     seeds: int = typer.Option(3, "--seeds", min=1, help="Training seeds per method (0..N-1)."),
     steps: int = typer.Option(5_000, "--steps", min=1, help="Gradient steps per run."),
     lam: float = typer.Option(1.0, "--lambda", help="Weight of the VLM reward in sparse+ methods."),
+    vlm_reward: str = vlm_reward_option(),
     episodes_per_length: int = typer.Option(
         20, "--episodes-per-length", "-k", min=1, help="Evaluation episodes per task length and condition."
     ),
@@ -84,6 +87,7 @@ def experiment(
         methods=tuple(_csv(methods)),
         seeds=tuple(range(seeds)),
         lam=lam,
+        vlm_reward=vlm_reward,
         conditions=tuple(_csv(conditions)),
         episodes_per_length=episodes_per_length,
         encoder=encoder,

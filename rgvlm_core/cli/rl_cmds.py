@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import typer
 
-from rgvlm_core.cli.common import console, open_workspace, print_json, progress_bar, threads_option
+from rgvlm_core.cli.common import (
+    console,
+    open_workspace,
+    print_json,
+    progress_bar,
+    threads_option,
+    vlm_reward_option,
+)
 
 
 def train(
     reward: str = typer.Option(
-        "sparse", "--reward", "-r", help="sparse, reference, rgvlm:RUN, sparse+rgvlm:RUN or clip:RUN."
+        "sparse",
+        "--reward",
+        "-r",
+        help="sparse, reference, sparse+reference, rgvlm:RUN, sparse+rgvlm:RUN or clip:RUN; a VLM source may "
+        "end in @MAPPING (e.g. sparse+reference@shaped).",
     ),
     lam: float = typer.Option(1.0, "--lambda", help="Weight of the VLM reward in sparse+rgvlm."),
+    vlm_reward: str = vlm_reward_option(),
     seed: int = typer.Option(0, "--seed", help="Seed (CPU runs are reproducible)."),
     steps: int = typer.Option(20_000, "--steps", min=1, help="Gradient steps."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Transitions per step."),
@@ -42,7 +54,15 @@ def train(
     ws = open_workspace(create=False)
     base = IQLConfig(steps=steps, seed=seed, batch_size=batch_size, device=device, log_every=log_every)
     config = with_overrides(base, iql)
-    spec = TrainSpec(reward=reward, lam=lam, encoder=encoder, failed=failed, states=states, name=name)
+    spec = TrainSpec(
+        reward=reward,
+        lam=lam,
+        vlm_reward=vlm_reward,
+        encoder=encoder,
+        failed=failed,
+        states=states,
+        name=name,
+    )
     last = None
     with progress_bar("training") as bar:
         task = bar.add_task("train", total=steps, info="")

@@ -11,11 +11,17 @@ simulator's actions and valid-action masks) or `alfred` (ALFRED episodes with fe
 ResNet-18 features of the step's observation, average-pooled to 512 values; actions are the low-level
 tokens present in the data, and every action counts as valid since ALFRED records no validity).
 
-Reward sources: `sparse`; `rgvlm:RUN` (score / 10 of a label run, overrides applied); `sparse+rgvlm:RUN`
-(r_sparse + lambda * r_vlm); `reference` (rgvlm with the newest noise-free reference run); `clip:RUN`
-(a CLIP label run, read like rgvlm). Steps whose label failed follow an explicit policy: `sparse`
-(the default: such a step gets no VLM reward, only its sparse one) or `drop` (its transitions are left
-out); either way the number of affected steps is reported, never silently scored.
+Reward sources: `sparse`; `rgvlm:RUN` (a label run's scores, overrides applied, through a mapping);
+`sparse+rgvlm:RUN` (r_sparse + lambda * r_vlm); `reference` (rgvlm with the newest noise-free reference
+run); `clip:RUN` (a CLIP label run, read like rgvlm). A VLM source may name its mapping after an `@`
+(`sparse+rgvlm:RUN@shaped`; raw, cost, centred, shaped: labeling/rewards.py), else it gets the one
+asked for (`--vlm-reward`), else the default. Steps whose label failed follow an explicit policy:
+`sparse` (the default: such a step gets no VLM reward, only its sparse one) or `drop` (its transitions
+are left out); either way the number of affected steps is reported, never silently scored.
+
+Terminal versus cut off: `done` is 1 where a subtask completes (the subtask's episode ends there). A
+trajectory that stops before completing its subtasks (a failed or capped episode) was cut off, not
+ended: its last transition is not terminal, and IQL bootstraps from the stored state after it.
 """
 
 from __future__ import annotations
@@ -23,15 +29,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from rgvlm_core.catalog import EpisodeFilter, episode_where
 from rgvlm_core.errors import RGVLMError, UsageError
-from rgvlm_core.labeling.rewards import combined, vlm_reward
+from rgvlm_core.labeling.rewards import DEFAULT_MAPPING, check_mapping, combined, step_rewards
 from rgvlm_core.rl.encoder import InstructionEncoder, encode_cached
 from rgvlm_core.workspace import StoreReader
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FailedPolicy = Literal["sparse", "drop"]
 StateSource = Literal["sim", "alfred"]
@@ -40,19 +49,38 @@ STATE_SOURCES: tuple[str, ...] = ("sim", "alfred")
 
 @dataclass(frozen=True)
 class RewardSource:
-    """Where rewards come from: `kind` is sparse, vlm or sparse+vlm; `run_id` names the label run."""
+    """Where rewards come from: `kind` is sparse, vlm or sparse+vlm; `run_id` names the label run;
+    `mapping` turns its scores into rewards (None for sparse); `gamma` is the discount shaping needs
+    (None unless the mapping is shaped, so other datasets do not depend on it); `text` is canonical."""
 
     kind: str
     run_id: str | None = None
     lam: float = 1.0
     text: str = "sparse"
+    mapping: str | None = None
+    gamma: float | None = None
 
 
-def parse_reward_source(text: str, reader: StoreReader, lam: float = 1.0) -> RewardSource:
-    """`sparse`, `rgvlm:RUN`, `sparse+rgvlm:RUN`, `reference`, `clip:RUN` (RUN must exist)."""
-    if text == "sparse":
-        return RewardSource("sparse", None, lam, text)
-    if text == "reference":
+def split_mapping(text: str) -> tuple[str, str | None]:
+    """`sparse+rgvlm:RUN@cost` -> (`sparse+rgvlm:RUN`, `cost`); no `@` -> (text, None)."""
+    base, sep, mapping = text.rpartition("@")
+    return (base, mapping) if sep else (text, None)
+
+
+def parse_reward_source(
+    text: str, reader: StoreReader, lam: float = 1.0, mapping: str | None = None, gamma: float = 0.97
+) -> RewardSource:
+    """`sparse`, `rgvlm:RUN`, `sparse+rgvlm:RUN`, `reference`, `sparse+reference` (the newest noise-free
+    reference run), `clip:RUN` (RUN must exist), each VLM
+    source optionally `@MAPPING`; the mapping in the text wins over `mapping`, which wins over the
+    default. The returned text always names the mapping, so a stored run says what it trained on."""
+    base, suffix = split_mapping(text)
+    if base == "sparse":
+        if suffix is not None:
+            raise RGVLMError(f"reward source {text!r}: the sparse reward has no VLM score to map; use sparse")
+        return RewardSource("sparse", None, lam, "sparse")
+    chosen = suffix or mapping or DEFAULT_MAPPING
+    if base in ("reference", "sparse+reference"):
         from rgvlm_core.audit import reference_run
 
         run = reference_run(reader)
@@ -60,19 +88,28 @@ def parse_reward_source(text: str, reader: StoreReader, lam: float = 1.0) -> Rew
             raise RGVLMError(
                 "no reference label run in this workspace; create one with `rgvlm label --labeller reference`"
             )
-        return RewardSource("vlm", run, lam, text)
-    head, sep, run = text.partition(":")
+        kind = "sparse+vlm" if base.startswith("sparse+") else "vlm"
+        check_mapping(chosen, with_sparse=kind == "sparse+vlm")
+        return _vlm_source(kind, run, lam, f"{base}@{chosen}", chosen, gamma)
+    head, sep, run = base.partition(":")
     if not sep or head not in ("rgvlm", "sparse+rgvlm", "clip", "sparse+clip") or not run:
         raise RGVLMError(
-            f"unknown reward source {text!r}; use sparse, reference, rgvlm:RUN, sparse+rgvlm:RUN or clip:RUN"
+            f"unknown reward source {text!r}; use sparse, reference, rgvlm:RUN, sparse+rgvlm:RUN or "
+            "clip:RUN, optionally with @raw, @cost, @centred or @shaped"
         )
     if not reader.scalar("SELECT count(*) FROM label_runs WHERE run_id = ?", [run]):
         known = ", ".join(
             r["run_id"] for r in reader.rows("SELECT run_id FROM label_runs ORDER BY created_at")
         )
         raise RGVLMError(f"no label run {run!r}; known: {known or '(none yet)'}")
-    _check_labeller(text, head, run, reader)
-    return RewardSource("sparse+vlm" if head.startswith("sparse+") else "vlm", run, lam, text)
+    _check_labeller(base, head, run, reader)
+    kind = "sparse+vlm" if head.startswith("sparse+") else "vlm"
+    check_mapping(chosen, with_sparse=kind == "sparse+vlm")
+    return _vlm_source(kind, run, lam, f"{base}@{chosen}", chosen, gamma)
+
+
+def _vlm_source(kind: str, run: str, lam: float, text: str, mapping: str, gamma: float) -> RewardSource:
+    return RewardSource(kind, run, lam, text, mapping, gamma if mapping == "shaped" else None)
 
 
 def _check_labeller(text: str, head: str, run: str, reader: StoreReader) -> None:
@@ -133,7 +170,8 @@ class OfflineArrays:
 
 _STEP_SQL = """
     SELECT e.episode_id, e.trajectory_id, s.t, s.action, s.state, s.feature_row, s.sparse_reward,
-           s.subtask_idx, sub.instruction, t.final_state, t.n_steps, t.features_path, t.features_layout
+           s.subtask_idx, sub.instruction, sub.kind, t.final_state, t.n_steps, t.features_path,
+           t.features_layout, t.behaviour, t.n_subtasks, t.completed_subtasks
     FROM (SELECT * FROM episodes {where}) e
     JOIN trajectories t USING (trajectory_id)
     JOIN steps s ON s.trajectory_id = e.trajectory_id
@@ -266,15 +304,110 @@ def _alfred_observations(
     return kept, _Observed(states, next_states, actions, masks, tokens, info)
 
 
-def _vlm_scores(reader: StoreReader, source: RewardSource) -> dict[tuple[str, int], float | None]:
-    """(episode, t) -> the label run's score (overrides applied; None where the label failed)."""
-    vlm: dict[tuple[str, int], float | None] = {}
+def _vlm_labels(reader: StoreReader, source: RewardSource) -> dict[tuple[str, int], tuple[Any, Any]]:
+    """(episode, t) -> (score, progress) of the label run (overrides applied; None where not answered)."""
+    out: dict[tuple[str, int], tuple[Any, Any]] = {}
     if source.run_id is not None:
         from rgvlm_core.labeling.store import effective_labels
 
         for lab in effective_labels(reader, source.run_id).to_pylist():
-            vlm[(lab["episode_id"], lab["t"])] = None if lab["score"] is None else float(lab["score"])
-    return vlm
+            out[(lab["episode_id"], lab["t"])] = (lab["score"], lab.get("progress"))
+    return out
+
+
+@dataclass
+class StepRewards:
+    """Per step row: the reward, `done` (a subtask completed: terminal), `cutoff` (the last step of a
+    trajectory that stopped before finishing: not terminal), and `missing` (no VLM reward)."""
+
+    rewards: np.ndarray
+    dones: np.ndarray
+    cutoff: np.ndarray
+    missing: np.ndarray
+    unlabelled: int
+
+
+def _endings(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """(terminal, cut off) per step row, from the sparse reward and what the trajectory completed."""
+    sparse = np.asarray([float(r["sparse_reward"]) for r in rows])
+    last = np.asarray([r["t"] == r["n_steps"] - 1 for r in rows], bool)
+    unfinished = np.asarray(
+        [r["completed_subtasks"] is not None and r["completed_subtasks"] < r["n_subtasks"] for r in rows],
+        bool,
+    )
+    cutoff = last & unfinished & (sparse <= 0)
+    # a trajectory that completed its task ends with a completing step; one whose completion is
+    # unknown is taken to end where it ends, as before
+    terminal = (sparse > 0) | (last & ~cutoff)
+    return terminal, cutoff
+
+
+def step_rewards_of(
+    rows: list[dict[str, Any]], source: RewardSource, labels: dict[tuple[str, int], tuple[Any, Any]]
+) -> StepRewards:
+    """The reward of every step row (consecutive steps of episodes, in order) under `source`."""
+    sparse = np.asarray([float(r["sparse_reward"]) for r in rows])
+    terminal, cutoff = _endings(rows)
+    if source.kind == "sparse":
+        none = np.zeros(len(rows), bool)
+        return StepRewards(sparse.astype(np.float32), terminal.astype(np.float32), cutoff, none, 0)
+    found = [labels.get((r["episode_id"], r["t"])) for r in rows]
+    unlabelled = sum(f is None for f in found)
+    scores = np.asarray([np.nan if f is None or f[0] is None else float(f[0]) for f in found])
+    progress = np.asarray([np.nan if f is None or f[1] is None else float(f[1]) for f in found])
+    if source.mapping == "shaped" and len(rows) and not np.isfinite(progress).any():
+        raise RGVLMError(
+            f"label run {source.run_id!r} has no progress answers, and the shaped mapping is built from "
+            "them; relabel with the progress question (`rgvlm label --progress`) or choose raw, cost or "
+            "centred"
+        )
+    segment = [(r["episode_id"], r["subtask_idx"]) for r in rows]
+    segment_start = np.asarray([i == 0 or segment[i] != segment[i - 1] for i in range(len(rows))], bool)
+    rewards, missing = step_rewards(
+        source.mapping or DEFAULT_MAPPING,
+        sparse,
+        scores,
+        progress=progress,
+        segment_start=segment_start,
+        terminal=terminal,
+        lam=source.lam,
+        gamma=source.gamma if source.gamma is not None else 0.97,
+        with_sparse=source.kind == "sparse+vlm",
+    )
+    return StepRewards(rewards.astype(np.float32), terminal.astype(np.float32), cutoff, missing, unlabelled)
+
+
+_REWARD_SQL = """
+    SELECT e.episode_id, e.trajectory_id, s.t, s.sparse_reward, s.subtask_idx, sub.kind, t.n_steps,
+           t.behaviour, t.n_subtasks, t.completed_subtasks
+    FROM (SELECT * FROM episodes {where}) e
+    JOIN trajectories t USING (trajectory_id)
+    JOIN steps s ON s.trajectory_id = e.trajectory_id
+    JOIN subtasks sub ON sub.episode_id = e.episode_id AND sub.idx = s.subtask_idx
+    ORDER BY e.episode_id, s.t
+"""
+
+
+def reward_rows(
+    reader: StoreReader,
+    source: RewardSource,
+    flt: EpisodeFilter = EpisodeFilter(),
+    states: StateSource = "sim",
+) -> pd.DataFrame:
+    """Every step of the chosen episodes with its reward under `source`, without states or encoders:
+    episode_id, trajectory_id, t, subtask_idx, kind, behaviour, sparse, reward, done, cutoff, missing.
+    What audits of a reward read (the reward sanity check), computed by the same code as training's."""
+    import pandas as pd
+
+    where, params = episode_where(replace(flt, datasets=(states,), include_task_only=False))
+    rows = reader.rows(_REWARD_SQL.format(where=where), params)
+    out = step_rewards_of(rows, source, _vlm_labels(reader, source))
+    frame = pd.DataFrame(rows).reindex(
+        columns=["episode_id", "trajectory_id", "t", "subtask_idx", "kind", "behaviour", "sparse_reward"]
+    )
+    return frame.rename(columns={"sparse_reward": "sparse"}).assign(
+        reward=out.rewards, done=out.dones > 0, cutoff=out.cutoff, missing=out.missing
+    )
 
 
 def _with_rewards(
@@ -286,49 +419,28 @@ def _with_rewards(
     failed: FailedPolicy,
 ) -> OfflineArrays:
     """Add rewards, dones and instructions to the observed steps: the same for every state source."""
-    vlm = _vlm_scores(reader, source)
-    keep: list[int] = []
-    rewards, dones = np.zeros(len(rows), np.float32), np.zeros(len(rows), np.float32)
-    instructions: list[str] = []
-    failed_steps = unlabelled = 0
-    for i, row in enumerate(rows):
-        last = row["t"] == row["n_steps"] - 1
-        # DEVIATION: the end of a trajectory that did not complete its subtask is treated as terminal
-        # (no bootstrap past the data), as offline datasets without timeouts commonly are.
-        dones[i] = 1.0 if row["sparse_reward"] > 0 or last else 0.0
-        instructions.append(row["instruction"])
-        sparse = float(row["sparse_reward"])
-        if source.kind == "sparse":
-            rewards[i] = sparse
-            keep.append(i)
-            continue
-        score = vlm.get((row["episode_id"], row["t"]), "missing")
-        if score == "missing":
-            unlabelled += 1
-        if score is None or score == "missing":
-            failed_steps += 1
-            if failed == "drop":
-                continue
-            r_vlm = 0.0
-        else:
-            r_vlm = float(vlm_reward(score))
-        rewards[i] = sparse + source.lam * r_vlm if source.kind == "sparse+vlm" else source.lam * r_vlm
-        keep.append(i)
-    idx = np.asarray(keep, dtype=np.int64)
+    out = step_rewards_of(rows, source, _vlm_labels(reader, source))
+    keep = np.flatnonzero(~out.missing) if failed == "drop" else np.arange(len(rows))
+    instructions = [row["instruction"] for row in rows]
     texts = sorted(set(instructions))
     table = encode_cached(encoder, texts, reader.workspace.root / "rl_cache")
     position = {t: k for k, t in enumerate(texts)}
     ids = np.asarray([position[t] for t in instructions], np.int64)
     next_ids = np.append(ids[1:], ids[-1])
+    # after a cut-off the next state still serves the same subtask (the next row is another episode)
+    next_ids[out.cutoff] = ids[out.cutoff]
+    idx = keep.astype(np.int64)
     info = {
         "reward_source": source.text,
+        "vlm_reward": source.mapping,
         "lambda": source.lam,
         "transitions": len(idx),
         "episodes": len({r["episode_id"] for r in rows}),
         "instructions": len(texts),
         "failed_label_policy": failed,
-        "steps_without_vlm_reward": failed_steps,
-        "steps_without_label": unlabelled,
+        "steps_without_vlm_reward": int(out.missing.sum()),
+        "steps_without_label": out.unlabelled,
+        "cut_off_steps": int(out.cutoff[idx].sum()),
         "encoder": encoder.name,
         "n_actions": len(observed.action_tokens),
         "action_tokens": observed.action_tokens,
@@ -342,8 +454,8 @@ def _with_rewards(
         instruction_table=table,
         instructions=texts,
         actions=observed.actions[idx],
-        rewards=rewards[idx],
-        dones=dones[idx],
+        rewards=out.rewards[idx],
+        dones=out.dones[idx],
         masks=observed.masks[idx],
         n_actions=len(observed.action_tokens),
         action_tokens=observed.action_tokens,
@@ -356,7 +468,11 @@ __all__ = [
     "OfflineArrays",
     "RewardSource",
     "StateSource",
+    "StepRewards",
     "build_dataset",
     "combined",
     "parse_reward_source",
+    "reward_rows",
+    "split_mapping",
+    "step_rewards_of",
 ]

@@ -42,6 +42,7 @@ class ExperimentSpec:
     methods: tuple[str, ...]
     seeds: tuple[int, ...] = (0, 1, 2)
     lam: float = 1.0  # lambda of every sparse+rgvlm method
+    vlm_reward: str | None = None  # mapping of methods without an @MAPPING (None: the default)
     conditions: tuple[str, ...] = CONDITIONS
     episodes_per_length: int = 20
     eval_seed: int = 0  # the same evaluation tasks for every run
@@ -117,8 +118,18 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def resolve_methods(methods: Sequence[str], reader: StoreReader, lam: float = 1.0) -> list[tuple[str, str]]:
-    """(method as given, reward source to train on) for each method; unknown ones raise, naming them."""
+def resolve_methods(
+    methods: Sequence[str],
+    reader: StoreReader,
+    lam: float = 1.0,
+    mapping: str | None = None,
+    gamma: float = 0.97,
+) -> list[tuple[str, str]]:
+    """(method as given, reward source to train on) for each method; unknown ones raise, naming them.
+
+    The source is concrete and canonical: `reference` and `sparse+reference` name the label run they
+    resolve to now, and every VLM source names its mapping, so the stored runs say what they used.
+    """
     from rgvlm_core.rl.dataset import parse_reward_source
 
     out = []
@@ -126,12 +137,12 @@ def resolve_methods(methods: Sequence[str], reader: StoreReader, lam: float = 1.
         if method == BC:
             out.append((method, "sparse"))
             continue
-        if method == "sparse+reference":
-            run = parse_reward_source("reference", reader).run_id
-            out.append((method, f"sparse+rgvlm:{run}"))
+        source = parse_reward_source(method, reader, lam, mapping, gamma)
+        if source.run_id is not None and source.text.partition("@")[0] in ("reference", "sparse+reference"):
+            head = "sparse+rgvlm" if source.kind == "sparse+vlm" else "rgvlm"
+            out.append((method, f"{head}:{source.run_id}@{source.mapping}"))
             continue
-        source = parse_reward_source(method, reader, lam)
-        out.append((method, f"rgvlm:{source.run_id}" if method == "reference" else method))
+        out.append((method, source.text))
     return out
 
 
@@ -161,7 +172,7 @@ def run_experiment(
     config.validate()
     reader = workspace.reader()
     try:
-        plan = resolve_methods(spec.methods, reader, spec.lam)
+        plan = resolve_methods(spec.methods, reader, spec.lam, spec.vlm_reward, config.gamma)
         experiment_id = spec.name or f"exp-{dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
         finished = _finished(reader, experiment_id)
     finally:
@@ -177,7 +188,7 @@ def run_experiment(
     tasks = plan_tasks(experiment_id, todo, config, evaluation, threads, workers, stack)
     runner = make_executor(executor, workers, address, tasks=len(tasks))
     yield ExperimentProgress(experiment_id, len(cells), done_before, fraction=done_before / len(cells))
-    datasets, about, embeddings = _prepare(workspace, spec, tasks, evaluation)
+    datasets, about, embeddings = _prepare(workspace, spec, tasks, evaluation, config.gamma)
     tasks = [replace(task, instructions=embeddings) for task in tasks]
     recorder = RunRecorder(workspace, tasks, lambda task: about[task.source], experiment_id)
     tracker = _Tracker(experiment_id, tasks, len(cells), done_before)
@@ -249,7 +260,7 @@ def plan_tasks(
 
 
 def _prepare(
-    workspace: Workspace, spec: ExperimentSpec, tasks: list[RunTask], evaluation: EvalPlan
+    workspace: Workspace, spec: ExperimentSpec, tasks: list[RunTask], evaluation: EvalPlan, gamma: float
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, Any]]:
     """The dataset of every reward source (built once, cached), what each run records about it, and the
     embeddings of every evaluation instruction."""
@@ -265,11 +276,18 @@ def _prepare(
     reader = workspace.reader()
     try:
         for source_text in dict.fromkeys(task.source for task in tasks):
-            source = parse_reward_source(source_text, reader, spec.lam)
+            source = parse_reward_source(source_text, reader, spec.lam, gamma=gamma)
             arrays = cached_dataset(reader, source, encoder, failed=spec.failed)  # type: ignore[arg-type]
             datasets[source_text] = arrays
+            train_spec = TrainSpec(
+                reward=source.text,
+                lam=spec.lam,
+                vlm_reward=source.mapping,
+                encoder=spec.encoder,
+                failed=spec.failed,
+            )
             about[source_text] = {
-                "spec": TrainSpec(reward=source_text, lam=spec.lam, encoder=spec.encoder, failed=spec.failed),
+                "spec": train_spec,
                 "encoder": encoder.name,
                 "dataset": arrays.info,
                 "provenance": provenance(reader, source.run_id),

@@ -12,7 +12,7 @@ import json
 import platform
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ class TrainSpec:
 
     reward: str = "sparse"  # sparse, reference, rgvlm:RUN, sparse+rgvlm:RUN, clip:RUN
     lam: float = 1.0  # lambda of sparse+rgvlm
+    vlm_reward: str | None = None  # mapping of VLM scores (labeling/rewards.py); None: the default
     encoder: str = "minilm"  # instruction encoder: minilm (all-MiniLM-L6-v2) or hash (tests)
     failed: str = "sparse"  # steps whose label failed: sparse (no VLM reward) or drop
     states: str = "sim"  # state features: sim (simulator episodes) or alfred (ALFRED ResNet features)
@@ -62,15 +63,17 @@ def train_run(
     check_device(config.device)
     reader = workspace.reader()
     try:
-        source = parse_reward_source(spec.reward, reader, spec.lam)
+        source = parse_reward_source(spec.reward, reader, spec.lam, spec.vlm_reward, config.gamma)
+        # stored as resolved: the run says which mapping it trained on, whatever was the default then
+        stored = replace(spec, reward=source.text, vlm_reward=source.mapping)
         encoder = make_encoder(spec.encoder)
         arrays = cached_dataset(reader, source, encoder, spec.filters, spec.failed, spec.states)  # type: ignore[arg-type]
-        about = {"spec": spec, "encoder": encoder.name, "dataset": arrays.info,
+        about = {"spec": stored, "encoder": encoder.name, "dataset": arrays.info,
                  "provenance": provenance(reader, source.run_id)}  # fmt: skip
     finally:
         reader.close()
     run_id = spec.name or default_run_name(spec.reward, config.seed)
-    task = RunTask(spec.reward, spec.reward, (config.seed,), (run_id,), config, None, threads)
+    task = RunTask(source.text, source.text, (config.seed,), (run_id,), config, None, threads)
     recorder = RunRecorder(workspace, [task], lambda _: about)
     try:
         for event in execute(task, arrays):
