@@ -55,6 +55,12 @@ def label(
     prompt: str = typer.Option(
         None, "--prompt", "-p", help="Prompt version id (or prefix); default: the built-in default."
     ),
+    progress: bool = typer.Option(
+        None,
+        "--progress/--no-progress",
+        help="Also ask, per step, how far the subtask is done (0..10), for shaped rewards. "
+        "Default: on for reference; for lvlm as the prompt version says (--progress derives a version).",
+    ),
     concurrency: int = typer.Option(8, "--concurrency", "-c", min=1, help="Queries in flight at once."),
     noise: float = typer.Option(
         0.0, "--noise", min=0.0, max=1.0, help="reference: flip probability P, jitter 5P."
@@ -114,6 +120,7 @@ def label(
         base_urls=urls,
         api_key_env=api_key_env,
         prompt=prompt,
+        progress=progress,
         concurrency=concurrency,
         noise=noise,
         noise_seed=noise_seed,
@@ -190,6 +197,14 @@ def _summarize(ws: Workspace, last: RunProgress) -> None:
         raise RGVLMError(f"run {last.run_id}: no step got a label (every segment failed){why}")
     if last.failed and last_error:
         err_console.print(f"last failure: {last_error}", style="yellow", soft_wrap=True)
+    if last.no_progress and last.last_progress_error:
+        err_console.print(
+            f"{last.no_progress} segments kept their scores without progress answers; last: "
+            f"{redact(last.last_progress_error)}",
+            style="yellow",
+            soft_wrap=True,
+            markup=False,
+        )
 
 
 def _ok_steps(ws: Workspace, last: RunProgress) -> int:
@@ -288,6 +303,7 @@ def prompts_show(
         print_json(v.to_row())
         return
     console.print(f"prompt {v.prompt_id} (parent {v.parent or '-'}): {v.note}", markup=False)
+    console.print(f"asks the progress question: {'yes' if v.ask_progress else 'no'}", markup=False)
     for f in TEMPLATE_FIELDS:
         console.print(f"\n[{f}]", style="bold", markup=False)
         console.print(getattr(v, f), markup=False, highlight=False)
@@ -298,7 +314,7 @@ def prompts_add(
     file: Path = typer.Argument(
         ...,
         help="JSON with the templates to change (any of stage1_system, stage1_user, frame_label, "
-        "stage2_system, stage2_user, repair).",
+        "stage2_system, stage2_user, repair), and optionally ask_progress (true or false).",
     ),
     parent: str = typer.Option("default", "--parent", help="Version the new one derives from."),
     note: str = typer.Option(..., "--note", help="What changed and why."),
@@ -314,16 +330,19 @@ def prompts_add(
     if not isinstance(doc, dict):
         raise UsageError(f"{file}: expected a JSON object of templates")
     changes = {k: v for k, v in doc.items() if k in TEMPLATE_FIELDS}
-    ignored = set(doc) - set(TEMPLATE_FIELDS) - {"prompt_id", "parent", "note", "created_at"}
+    ignored = set(doc) - set(TEMPLATE_FIELDS) - {"prompt_id", "parent", "note", "created_at", "ask_progress"}
     if ignored:
         raise UsageError(
             f"{file}: unknown fields {sorted(ignored)}; templates are {', '.join(TEMPLATE_FIELDS)}"
         )
+    ask = doc.get("ask_progress")
+    if ask is not None and not isinstance(ask, bool):
+        raise UsageError(f"{file}: ask_progress must be true or false, got {ask!r}")
     ws = open_workspace(create=True)
     reader = ws.reader()
     base = get_prompt(reader, parent)
     reader.close()
-    version = save_prompt(ws, new_version(base, changes, note))
+    version = save_prompt(ws, new_version(base, changes, note, ask_progress=ask))
     console.print(f"added prompt {version.prompt_id} (parent {base.prompt_id})", markup=False)
 
 

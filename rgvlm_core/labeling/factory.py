@@ -27,6 +27,9 @@ class LabelSpec:
     base_urls: tuple[str, ...] = ()
     api_key_env: str = "RGVLM_API_KEY"
     prompt: str | None = None
+    # the progress question: None = the labeller's default (reference: on; lvlm: as the prompt
+    # version says); True/False turn it on or off (lvlm: a version derived from the prompt)
+    progress: bool | None = None
     concurrency: int = 8
     noise: float = 0.0
     noise_seed: int = 0
@@ -45,10 +48,16 @@ def build_labeller(workspace: Workspace, spec: LabelSpec) -> tuple[Labeller, str
     if spec.labeller == "reference":
         from rgvlm_core.labeling.reference import NoiseConfig, ReferenceLabeller
 
-        return ReferenceLabeller(NoiseConfig.from_level(spec.noise, spec.noise_seed)), None
+        noise = NoiseConfig.from_level(spec.noise, spec.noise_seed)
+        return ReferenceLabeller(noise, progress=spec.progress is not False), None
     if spec.labeller == "clip":
         from rgvlm_core.labeling.clip import ClipConfig, ClipLabeller
 
+        if spec.progress:
+            raise UsageError(
+                "the clip labeller cannot answer the progress question (it measures similarity); "
+                "use --labeller reference or lvlm, or drop --progress"
+            )
         if not spec.model:
             raise UsageError("--model must name a local CLIP model folder for the clip labeller")
         return ClipLabeller(ClipConfig(model=spec.model, device=spec.device)), None
@@ -62,6 +71,7 @@ def build_labeller(workspace: Workspace, spec: LabelSpec) -> tuple[Labeller, str
     from rgvlm_core.labeling.backends.base import BackendConfig
     from rgvlm_core.labeling.lvlm import LvlmLabeller
     from rgvlm_core.labeling.messages import QueryConfig
+    from rgvlm_core.labeling.prompts import with_progress
     from rgvlm_core.labeling.store import get_prompt, save_prompt
 
     if spec.backend == "openai" and not spec.base_urls:
@@ -85,6 +95,8 @@ def build_labeller(workspace: Workspace, spec: LabelSpec) -> tuple[Labeller, str
         prompt = get_prompt(reader, spec.prompt)
     finally:
         reader.close()
+    if spec.progress is not None:
+        prompt = with_progress(prompt, spec.progress)
     save_prompt(workspace, prompt)
     query = QueryConfig(max_frames=spec.max_frames, max_side=spec.max_side)
     backend = make_backend(spec.backend, config)

@@ -5,6 +5,11 @@ actions, and gets a free-text analysis. Stage two sends that analysis with the a
 and asks for one integer score 0..10 per step as JSON. An unusable answer gets one repair retry
 with the error stated; after that the segment is marked failed with its reason. A failure is never
 turned into a score.
+
+With the progress question (PromptVersion.ask_progress), an answer whose scores are usable but whose
+progress answers are not gets the same repair retry; if progress is still unusable after it, the
+segment keeps the last usable scores, its progress stays missing, and its error says why
+("progress: ..."). Progress is never guessed.
 """
 
 from __future__ import annotations
@@ -22,9 +27,9 @@ from rgvlm_core.labeling.messages import (
     stage1_request,
     stage2_request,
 )
-from rgvlm_core.labeling.parse import ScoreError, parse_scores
+from rgvlm_core.labeling.parse import ProgressError, ScoreError, parse_scores
 from rgvlm_core.labeling.prompts import PromptVersion
-from rgvlm_core.labeling.types import Segment, SegmentLabel
+from rgvlm_core.labeling.types import PROGRESS_ERROR, Segment, SegmentLabel, StepScore
 
 
 @dataclass
@@ -52,6 +57,21 @@ class _Tally:
             "calls": self.calls,
             "cost": self.cost,
         }
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """Usable scores from an answer whose progress answers were not, with why."""
+
+    scores: tuple[StepScore, ...]
+    raw: str
+    error: str
+
+    def label(self, why: str, analysis: str, tally: _Tally) -> SegmentLabel:
+        """An ok segment with these scores, no progress, and the reason recorded."""
+        return SegmentLabel(
+            "ok", self.scores, error=PROGRESS_ERROR + why, analysis=analysis, raw=self.raw, **tally.fields()
+        )
 
 
 class LvlmLabeller:
@@ -110,24 +130,34 @@ class LvlmLabeller:
         request = stage2_request(self.prompt, segment, analysis, n_frames, self.query)
         first = request
         raw = ""
+        kept: _Kept | None = None  # the last answer whose scores were usable but progress was not
         for attempt in range(1 + self.repair_retries):
+            retries = f"after {attempt} repair {'retry' if attempt == 1 else 'retries'}"
             try:
                 answer = await self.backend.chat(request)
             except BackendError as exc:
+                if kept is not None:
+                    return kept.label(f"{kept.error}; the repair query failed: {exc.reason}", analysis, tally)
                 return SegmentLabel.failed(
                     f"stage two: {exc.reason}", analysis=analysis, raw=raw or None, **tally.fields()
                 )
             tally.add(answer, self.backend_config)
             raw = answer.text
             try:
-                scores = parse_scores(raw, steps)
+                scores = parse_scores(raw, steps, progress=self.prompt.ask_progress)
+            except ProgressError as exc:
+                kept = _Kept(exc.scores, raw, str(exc))
+                if attempt == self.repair_retries:
+                    return kept.label(f"{kept.error} ({retries})", analysis, tally)
+                request = repair_request(self.prompt, segment, first, raw, str(exc), n_frames)
+                continue
             except ScoreError as exc:
                 if attempt == self.repair_retries:
+                    if kept is not None:  # an earlier answer's scores were usable: keep them
+                        why = f"{kept.error}; the repair answer was unusable: {exc}"
+                        return kept.label(why, analysis, tally)
                     return SegmentLabel.failed(
-                        f"stage two: {exc} (after {attempt} repair {'retry' if attempt == 1 else 'retries'})",
-                        analysis=analysis,
-                        raw=raw,
-                        **tally.fields(),
+                        f"stage two: {exc} ({retries})", analysis=analysis, raw=raw, **tally.fields()
                     )
                 request = repair_request(self.prompt, segment, first, raw, str(exc), n_frames)
                 continue

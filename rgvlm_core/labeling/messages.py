@@ -23,6 +23,10 @@ lm-format-enforcer and outlines do not (the parser refuses an out-of-range score
 retry asks again). An 11-value enum per step would be enforced everywhere, but OpenAI limits a
 schema to 1,000 enum values, which an episode of real ALFRED (up to 165 steps) would exceed. The
 keyed form costs three object properties per step, far below OpenAI's limit of 5,000.
+
+When the prompt version asks the progress question (`ask_progress`), each step's entry also holds
+`"progress"`, an integer 0..10 bounded like the score and required like it (four properties per
+step); the parser then requires it too, so the two still admit exactly the same answers.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from rgvlm_core.labeling.prompts import PromptVersion, render
 from rgvlm_core.labeling.types import SCORE_MAX, SCORE_MIN, Segment
 
 END_OF_SEGMENT = "none (the scene after the segment's last action)"
+PROGRESS_TOKENS_PER_STEP = 8  # what `"progress": 10, ` adds to a step's answer, with room to spare
 
 
 @dataclass(frozen=True)
@@ -93,10 +98,11 @@ def encode_frame(path: str, max_side: int, quality: int = 90) -> ImagePart:
     return ImagePart(out.getvalue(), "image/jpeg")
 
 
-def variables(segment: Segment, n_frames: int, **extra: Any) -> dict[str, Any]:
+def variables(segment: Segment, n_frames: int, *, ask_progress: bool = False, **extra: Any) -> dict[str, Any]:
     """The documented template variables (see prompts.py) for a segment."""
     steps = [s.t for s in segment.steps]
     return {
+        "ask_progress": ask_progress,
         "goal": segment.goal,
         "instruction": segment.instruction,
         "subtask_kind": segment.kind or "",
@@ -115,7 +121,7 @@ def stage1_request(
     prompt: PromptVersion, segment: Segment, frames: list[tuple[FrameChoice, ImagePart]], config: QueryConfig
 ) -> ChatRequest:
     """Stage one: the frames, each after its label, then the analysis question."""
-    values = variables(segment, len(frames))
+    values = variables(segment, len(frames), ask_progress=prompt.ask_progress)
     parts: list[TextPart | ImagePart] = [TextPart(render(prompt.stage1_user, values, name="stage1_user"))]
     for index, (choice, image) in enumerate(frames):
         label = render(
@@ -131,19 +137,22 @@ def stage1_request(
     return ChatRequest(messages, max_tokens=config.stage1_max_tokens, request_id=f"{segment.episode_id}/1")
 
 
-def scores_schema(steps: list[int]) -> dict[str, Any]:
+def scores_schema(steps: list[int], *, progress: bool = False) -> dict[str, Any]:
     """JSON schema of the stage-two answer, for backends that constrain output.
 
     Keyed by step so that every instance holds each step exactly once (see the module docstring
-    for why this form); `parse.parse_scores` accepts exactly these instances in this form.
+    for why this form); `parse.parse_scores(..., progress=progress)` accepts exactly these
+    instances in this form. With `progress`, each entry also requires the progress answer.
     """
+    bounded = {"type": "integer", "minimum": SCORE_MIN, "maximum": SCORE_MAX}
+    properties: dict[str, Any] = {"score": bounded}
+    if progress:
+        properties["progress"] = dict(bounded)
+    properties["reason"] = {"type": "string"}
     entry = {
         "type": "object",
-        "properties": {
-            "score": {"type": "integer", "minimum": SCORE_MIN, "maximum": SCORE_MAX},
-            "reason": {"type": "string"},
-        },
-        "required": ["score", "reason"],
+        "properties": properties,
+        "required": list(properties),
         "additionalProperties": False,
     }
     keys = [str(t) for t in steps]
@@ -164,17 +173,19 @@ def scores_schema(steps: list[int]) -> dict[str, Any]:
 def stage2_request(
     prompt: PromptVersion, segment: Segment, analysis: str, n_frames: int, config: QueryConfig
 ) -> ChatRequest:
-    """Stage two: text only, the analysis and the numbered actions, asking for JSON scores."""
-    values = variables(segment, n_frames, analysis=analysis)
+    """Stage two: text only, the analysis and the numbered actions, asking for JSON scores (and for
+    progress answers when the version asks the progress question)."""
+    values = variables(segment, n_frames, ask_progress=prompt.ask_progress, analysis=analysis)
     messages = (
         Message.text("system", render(prompt.stage2_system, values, name="stage2_system")),
         Message.text("user", render(prompt.stage2_user, values, name="stage2_user")),
     )
     steps = [s.t for s in segment.steps]
+    per_step = config.tokens_per_step + (PROGRESS_TOKENS_PER_STEP if prompt.ask_progress else 0)
     return ChatRequest(
         messages,
-        max_tokens=64 + config.tokens_per_step * len(steps),
-        json_schema=scores_schema(steps),
+        max_tokens=64 + per_step * len(steps),
+        json_schema=scores_schema(steps, progress=prompt.ask_progress),
         request_id=f"{segment.episode_id}/2",
     )
 
@@ -183,7 +194,7 @@ def repair_request(
     prompt: PromptVersion, segment: Segment, first: ChatRequest, previous: str, error: str, n_frames: int
 ) -> ChatRequest:
     """The one repair retry: the model's answer and what was wrong with it, then the question again."""
-    values = variables(segment, n_frames, error=error, previous=previous)
+    values = variables(segment, n_frames, ask_progress=prompt.ask_progress, error=error, previous=previous)
     repair = Message.text("user", render(prompt.repair, values, name="repair"))
     messages = (*first.messages, Message.text("assistant", previous), repair)
     return ChatRequest(

@@ -10,12 +10,21 @@ Accepted shapes:
 Exactly one score per step, integers in 0..10; a key written twice in one JSON object is refused
 (JSON parsers keep the last one silently). Anything else raises ScoreError with a message that the
 repair prompt passes back to the model.
+
+With the progress question asked (`progress=True`), each step also needs a progress answer, read
+with the same strictness: in the schema's form a `"progress"` next to each score (and then required
+there, exactly as `scores_schema(steps, progress=True)` requires it); in the object list a
+`"progress"` in each object; with a list of integer scores a top-level `"progress"` list in step
+order. Usable scores with unusable progress raise ProgressError, which carries the scores: the
+labeller keeps them and records why progress is missing, instead of losing the scores or inventing
+progress.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
 from rgvlm_core.labeling.types import SCORE_MAX, SCORE_MIN, StepScore
@@ -27,12 +36,35 @@ class ScoreError(ValueError):
     """The answer cannot be turned into one valid score per step; the message says why."""
 
 
-def parse_scores(text: str, steps: list[int]) -> tuple[StepScore, ...]:
-    """One StepScore per step (in step order), or ScoreError."""
+class ProgressError(ScoreError):
+    """The scores are usable (`scores`, without progress) but the progress answers are not."""
+
+    def __init__(self, message: str, scores: tuple[StepScore, ...]) -> None:
+        super().__init__(message)
+        self.scores = scores
+
+
+def parse_scores(text: str, steps: list[int], *, progress: bool = False) -> tuple[StepScore, ...]:
+    """One StepScore per step (in step order), with its progress when `progress` is asked; or
+    ScoreError (ProgressError when only the progress answers are unusable)."""
     doc = _extract_json(text)
-    entries = doc.get("scores") if isinstance(doc, dict) else doc
-    if isinstance(entries, dict):
-        return _from_keyed(doc, entries, steps)
+    entries: Any = doc.get("scores") if isinstance(doc, dict) else doc
+    keyed = isinstance(entries, dict)
+    scores = _from_keyed(doc, entries, steps, progress) if keyed else _from_list(entries, steps)
+    if not progress:
+        return scores
+    try:
+        if keyed:
+            answers = [entries[str(t)].get("progress", _MISSING) for t in steps]
+        else:
+            answers = _listed_progress(doc, entries, steps)
+        values = [_progress(v, t) for t, v in zip(steps, answers, strict=True)]
+    except ScoreError as exc:
+        raise ProgressError(str(exc), scores) from None
+    return tuple(replace(s, progress=p) for s, p in zip(scores, values, strict=True))
+
+
+def _from_list(entries: Any, steps: list[int]) -> tuple[StepScore, ...]:
     if not isinstance(entries, list):
         raise ScoreError('expected a JSON object {"scores": [...]}')
     if len(entries) != len(steps):
@@ -40,6 +72,24 @@ def parse_scores(text: str, steps: list[int]) -> tuple[StepScore, ...]:
     if all(isinstance(e, dict) for e in entries):
         return _from_objects(entries, steps)
     return tuple(StepScore(t, _score(v, t), "") for t, v in zip(steps, entries, strict=True))
+
+
+_MISSING = object()  # a step's progress answer that is not there at all
+
+
+def _listed_progress(doc: Any, entries: list[Any], steps: list[int]) -> list[Any]:
+    """The progress answers of a list-form answer, in step order (`_MISSING` where absent)."""
+    if all(isinstance(e, dict) for e in entries):
+        by_step = {e["step"]: e.get("progress", _MISSING) for e in entries}
+        if any(v is not _MISSING for v in by_step.values()):
+            return [by_step[t] for t in steps]
+    listed = doc.get("progress") if isinstance(doc, dict) else None
+    if listed is None:
+        raise ScoreError(f'no progress answers: expected "progress" next to each score (steps {_fmt(steps)})')
+    if not isinstance(listed, list) or len(listed) != len(steps):
+        got = len(listed) if isinstance(listed, list) else repr(listed)
+        raise ScoreError(f"expected {len(steps)} progress answers (steps {_fmt(steps)}), got {got}")
+    return listed
 
 
 def _from_objects(entries: list[dict[str, Any]], steps: list[int]) -> tuple[StepScore, ...]:
@@ -59,7 +109,9 @@ def _from_objects(entries: list[dict[str, Any]], steps: list[int]) -> tuple[Step
     return tuple(by_step[t] for t in steps)
 
 
-def _from_keyed(doc: dict[str, Any], entries: dict[str, Any], steps: list[int]) -> tuple[StepScore, ...]:
+def _from_keyed(
+    doc: dict[str, Any], entries: dict[str, Any], steps: list[int], progress: bool
+) -> tuple[StepScore, ...]:
     """The schema's form, read exactly as the schema admits it (see messages.scores_schema)."""
     extra = [k for k in doc if k != "scores"]
     if extra:
@@ -72,17 +124,19 @@ def _from_keyed(doc: dict[str, Any], entries: dict[str, Any], steps: list[int]) 
     missing = [t for t, k in zip(steps, keys, strict=True) if k not in entries]
     if missing:
         raise ScoreError(f"no score for step {_fmt(missing)} (steps {_fmt(steps)} each need one)")
-    return tuple(_keyed_entry(entries[k], t) for t, k in zip(steps, keys, strict=True))
+    return tuple(_keyed_entry(entries[k], t, progress) for t, k in zip(steps, keys, strict=True))
 
 
-def _keyed_entry(entry: Any, t: int) -> StepScore:
+def _keyed_entry(entry: Any, t: int, progress: bool) -> StepScore:
     if not isinstance(entry, dict):
         raise ScoreError(
             f'the entry of step {t} is {entry!r}, not {{"score": <integer>, "reason": "<text>"}}'
         )
-    extra = [k for k in entry if k not in ("score", "reason")]
+    known = ("score", "progress", "reason") if progress else ("score", "reason")
+    extra = [k for k in entry if k not in known]
     if extra:
-        raise ScoreError(f'the entry of step {t} has keys other than "score" and "reason": {_fmt(extra)}')
+        names = '"score", "progress" and "reason"' if progress else '"score" and "reason"'
+        raise ScoreError(f"the entry of step {t} has keys other than {names}: {_fmt(extra)}")
     if "score" not in entry or "reason" not in entry:
         raise ScoreError(f'the entry of step {t} needs both "score" and "reason"')
     if not isinstance(entry["reason"], str):
@@ -90,16 +144,23 @@ def _keyed_entry(entry: Any, t: int) -> StepScore:
     return StepScore(t, _score(entry["score"], t), entry["reason"])
 
 
-def _score(value: Any, t: int) -> int:
+def _score(value: Any, t: int, what: str = "score") -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ScoreError(f"the score of step {t} is {value!r}, not an integer")
+        raise ScoreError(f"the {what} of step {t} is {value!r}, not an integer")
     if isinstance(value, float):
         if not value.is_integer():
-            raise ScoreError(f"the score of step {t} is {value}, not an integer")
+            raise ScoreError(f"the {what} of step {t} is {value}, not an integer")
         value = int(value)
     if not SCORE_MIN <= value <= SCORE_MAX:
-        raise ScoreError(f"the score of step {t} is {value}, outside {SCORE_MIN}..{SCORE_MAX}")
+        raise ScoreError(f"the {what} of step {t} is {value}, outside {SCORE_MIN}..{SCORE_MAX}")
     return int(value)
+
+
+def _progress(value: Any, t: int) -> int:
+    """A progress answer: an integer 0..10, like a score."""
+    if value is _MISSING:
+        raise ScoreError(f"no progress for step {t} (each step needs one next to its score)")
+    return _score(value, t, "progress")
 
 
 def _extract_json(text: str) -> Any:

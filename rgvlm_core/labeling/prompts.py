@@ -15,6 +15,7 @@ Variables (all stages):
   steps_list    the step numbers, comma-separated ("4, 5, 6")
   n_frames      number of frames sent in stage one
   score_min, score_max   the score range (0 and 10)
+  ask_progress  true when the version asks the progress question (see PromptVersion.ask_progress)
 Stage two adds `analysis` (the stage-one answer); the repair message adds `error` and `previous`.
 The frame label adds `t`, `action` and `index` (the frame's position among those sent).
 
@@ -69,21 +70,36 @@ Actions, numbered by step:
 {% endfor %}
 Score each action from {{ score_min }} to {{ score_max }} by its contribution to completing the \
 {{ "subtask" if unit == "subtask" else "task" }}: {{ score_max }} for an action that completes it or is \
-essential to it, {{ score_min }} for one that is useless, undone later or harmful. Answer with JSON only, \
-keyed by step number, in this form: {"scores": {"<step number>": {"score": <integer>, "reason": \
+essential to it, {{ score_min }} for one that is useless, undone later or harmful. \
+{% if ask_progress %}Also give each step's progress: how much of the \
+{{ "subtask" if unit == "subtask" else "task" }} is done once the action is taken, from {{ score_min }} \
+(nothing of it done) to {{ score_max }} (done), whatever the action itself contributed. {% endif %}\
+Answer with JSON only, \
+keyed by step number, in this form: {"scores": {"<step number>": {"score": <integer>, \
+{% if ask_progress %}"progress": <integer {{ score_min }}..{{ score_max }}>, {% endif %}"reason": \
 "<a few words>"}, ...}} with exactly one entry for each of the {{ n_steps }} steps: {{ steps_list }}."""
 REPAIR = """\
 Your answer could not be used: {{ error }}
 Answer again with JSON only, keyed by step number: {"scores": {"<step number>": {"score": <integer \
-{{ score_min }}..{{ score_max }}>, "reason": "<a few words>"}, ...}}, exactly one entry for each of the \
-steps {{ steps_list }}."""
+{{ score_min }}..{{ score_max }}>, {% if ask_progress %}"progress": <integer \
+{{ score_min }}..{{ score_max }}>, {% endif %}"reason": "<a few words>"}, ...}}, exactly one entry for each \
+of the steps {{ steps_list }}."""
 
 _ENV = BoundedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
 
 
 @dataclass(frozen=True)
 class PromptVersion:
-    """One version of the prompts; `prompt_id` is a hash of the six templates."""
+    """One version of the prompts; `prompt_id` is a hash of the six templates and the question asked.
+
+    `ask_progress` turns on the progress question: stage two also asks, per step, how far the
+    current subtask is done after it (0..10), the potential that reward shaping needs
+    (labeling/rewards.py). The templates see it as `ask_progress`, and the JSON schema sent to
+    constraining servers requires the answer. The built-in default does NOT ask it: the paper's
+    stage two asks for scores only, the question adds completion tokens and one more thing a
+    small model can get wrong on every step of every run, and only the shaped mapping reads it.
+    `rgvlm label --progress` derives a version that asks it (`with_progress`).
+    """
 
     stage1_system: str = STAGE1_SYSTEM
     stage1_user: str = STAGE1_USER
@@ -91,13 +107,17 @@ class PromptVersion:
     stage2_system: str = STAGE2_SYSTEM
     stage2_user: str = STAGE2_USER
     repair: str = REPAIR
+    ask_progress: bool = False
     parent: str | None = None
     note: str = ""
     created_at: str = ""
 
     @property
     def prompt_id(self) -> str:
-        content = json.dumps({f: getattr(self, f) for f in TEMPLATE_FIELDS}, sort_keys=True)
+        doc: dict[str, Any] = {f: getattr(self, f) for f in TEMPLATE_FIELDS}
+        if self.ask_progress:  # only when on: versions stored before the flag existed keep their ids
+            doc["ask_progress"] = True
+        content = json.dumps(doc, sort_keys=True)
         return hashlib.sha256(content.encode()).hexdigest()[:12]
 
     def templates(self) -> dict[str, str]:
@@ -108,7 +128,9 @@ class PromptVersion:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> PromptVersion:
-        return cls(**{f.name: row[f.name] for f in fields(cls) if f.name in row})
+        values = {f.name: row[f.name] for f in fields(cls) if f.name in row}
+        values["ask_progress"] = bool(values.get("ask_progress"))  # absent or null in older rows
+        return cls(**values)
 
 
 DEFAULT_PROMPT = PromptVersion(note="built-in default (RG-VLM two-stage, written for this project)")
@@ -168,27 +190,53 @@ def example_variables() -> dict[str, Any]:
         "t": 4,
         "action": "GotoLocation(Fridge)",
         "index": 0,
+        "ask_progress": False,
     }
 
 
 def validate(version: PromptVersion) -> None:
-    """Render every template with example variables; raise RGVLMError on the first problem."""
-    variables = example_variables()
+    """Render every template with example variables; raise RGVLMError on the first problem.
+
+    A version that asks the progress question must ask for the `"progress"` key in its stage-two
+    template: otherwise a model that is not constrained never answers it and every segment of a
+    run would lose its progress."""
+    variables = {**example_variables(), "ask_progress": version.ask_progress}
     for field_name, template in version.templates().items():
-        render(template, variables, name=field_name)
+        text = render(template, variables, name=field_name)
+        if field_name == "stage2_user" and version.ask_progress and '"progress"' not in text:
+            raise RGVLMError(
+                "ask_progress: this version asks the progress question but its stage2_user never asks "
+                'for "progress"; add it to the answer form, e.g. {% if ask_progress %}"progress": '
+                "<integer 0..10>, {% endif %}"
+            )
 
 
-def new_version(parent: PromptVersion, changes: dict[str, str], note: str) -> PromptVersion:
-    """A child version of `parent` with some templates changed; checked before it is returned."""
+def new_version(
+    parent: PromptVersion, changes: dict[str, str], note: str, *, ask_progress: bool | None = None
+) -> PromptVersion:
+    """A child version of `parent` with some templates changed (and the progress question turned on
+    or off when `ask_progress` is given); checked before it is returned."""
     unknown = set(changes) - set(TEMPLATE_FIELDS)
     if unknown:
         raise RGVLMError(f"unknown prompt fields {sorted(unknown)}; known: {', '.join(TEMPLATE_FIELDS)}")
     child = replace(
         parent,
         **changes,
+        ask_progress=parent.ask_progress if ask_progress is None else ask_progress,
         parent=parent.prompt_id,
         note=note,
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
     validate(child)
     return child
+
+
+def with_progress(version: PromptVersion, ask: bool) -> PromptVersion:
+    """`version` itself when it already asks (or does not ask) the progress question as wanted; else
+    a child that differs only in that, so every label still names the exact words that made it."""
+    if version.ask_progress == ask:
+        return version
+    what = "asks" if ask else "does not ask"
+    return new_version(
+        version, {}, f"{version.note} ({what} the progress question)".strip(), ask_progress=ask
+    )

@@ -8,6 +8,13 @@ optional seeded noise model (flips and jitter) mimics an imperfect LVLM.
 Scores: 10 for a step that completes a subtask; 7 for a step that makes progress (simulator) or
 any other expert step (ALFRED); 2 for a valid step that makes none (detour, undone work);
 0 for a failed action.
+
+The progress question (on by default: shaping needs it and ground truth costs nothing) is answered
+from the same ground truth: the fraction of the expert's plan for the step's subtask done after the
+step (SegmentStep.plan_progress, from labeling/store.plan_progress), on the 0..10 scale. Progress
+answers get no noise: the noise model mimics an imperfect score, and shaping experiments that want a
+noisy potential can ask an LVLM; a step whose ground truth cannot be read gets no progress, and the
+segment's error says so.
 """
 
 from __future__ import annotations
@@ -18,7 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from rgvlm_core.labeling.types import SCORE_MAX, SCORE_MIN, Segment, SegmentLabel, SegmentStep, StepScore
+from rgvlm_core.labeling.types import (
+    PROGRESS_ERROR,
+    SCORE_MAX,
+    SCORE_MIN,
+    Segment,
+    SegmentLabel,
+    SegmentStep,
+    StepScore,
+)
 
 # DEVIATION: the reference labeller is ours, not the paper's; its scale is in docs/deviations.md
 COMPLETES, PROGRESS, NO_PROGRESS, FAILED = 10, 7, 2, 0
@@ -72,16 +87,20 @@ def noisy(score: int, noise: NoiseConfig, episode_id: str, t: int) -> int:
 
 
 class ReferenceLabeller:
-    """Ground-truth scores (optionally noisy). Always says what it is."""
+    """Ground-truth scores (optionally noisy) and progress answers. Always says what it is."""
 
     name = "reference"
     cacheable = False
 
-    def __init__(self, noise: NoiseConfig = NoiseConfig()) -> None:
+    def __init__(self, noise: NoiseConfig = NoiseConfig(), progress: bool = True) -> None:
         self.noise = noise
+        self.progress = progress
 
     def describe(self) -> dict[str, Any]:
-        return {"labeller": self.name, "noise": asdict(self.noise), "ground_truth": True}
+        doc: dict[str, Any] = {"labeller": self.name, "noise": asdict(self.noise), "ground_truth": True}
+        if self.progress:  # only when on: runs made before the question existed resume with it off
+            doc["progress"] = True
+        return doc
 
     async def label(self, segment: Segment) -> SegmentLabel:
         return self.label_now(segment)
@@ -97,21 +116,45 @@ class ReferenceLabeller:
                 if perturbed != score:
                     reason = f"{reason}; noise moved {score} to {perturbed}"
                 score = perturbed
-            scores.append(StepScore(step.t, score, reason))
+            answer = _progress_answer(step) if self.progress else None
+            scores.append(StepScore(step.t, score, reason, answer))
         source = "the simulator's progress record" if segment.dataset == "sim" else "the ALFRED plan"
         text = ANALYSIS.format(source=source, c=COMPLETES, p=PROGRESS, n=NO_PROGRESS, f=FAILED)
+        if self.progress:
+            text += PROGRESS_TEXT.format(
+                source="the expert's plan from the simulator's states"
+                if segment.dataset == "sim"
+                else "the step's place in its subtask of the demonstration"
+            )
         if self.noise.active:
             text += (
                 f" Noise was added on purpose (flip {self.noise.flip:g}, jitter {self.noise.jitter:g}, "
-                f"seed {self.noise.seed}) to mimic an imperfect model."
+                f"seed {self.noise.seed}) to the scores, not the progress, to mimic an imperfect model."
             )
-        return SegmentLabel("ok", tuple(scores), analysis=text)
+        missing = [s.t for s in scores if self.progress and s.progress is None]
+        error = PROGRESS_ERROR + _no_truth(missing) if missing else None
+        return SegmentLabel("ok", tuple(scores), error=error, analysis=text)
 
     async def aclose(self) -> None:
         return None
 
 
+PROGRESS_TEXT = " Progress is the fraction of the subtask done after each step, from {source}."
+
+
+def _progress_answer(step: SegmentStep) -> int | None:
+    return None if step.plan_progress is None else progress_score(step.plan_progress)
+
+
+def _no_truth(steps: list[int]) -> str:
+    shown = ", ".join(map(str, steps[:10])) + (", ..." if len(steps) > 10 else "")
+    return (
+        f"no ground truth for step {shown}: the simulator's states or subtasks of the trajectory "
+        "could not be read (its traj_data.json); the scores are unaffected"
+    )
+
+
 def progress_score(fraction: float) -> int:
     """The reference labeller's progress answer: the fraction of the expert's plan for the subtask done
     after the step (sim.expert.plan_fraction), on the 0..10 scale of the progress question."""
-    return int(round(SCORE_MAX * min(1.0, max(0.0, fraction))))
+    return round(SCORE_MAX * min(1.0, max(0.0, fraction)))

@@ -9,6 +9,9 @@
   path, size and modification time), the prompt version, and the labeller's settings (backend,
   model, parameters). A relabel that changes none of these makes no model call.
 - Progress: `label_run` is a generator yielding after every segment, for a progress bar or a job.
+- The progress question: each label row holds the step's progress answer (0..10) when the labeller
+  asked and got a usable one, else NULL; an ok segment whose progress answers are missing says why
+  in its analyses row's `error` ("progress: ...") and is not cached, so another run asks again.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import pyarrow as pa
 from rgvlm_core.catalog import EpisodeFilter
 from rgvlm_core.errors import RGVLMError
 from rgvlm_core.labeling.store import load_segments
-from rgvlm_core.labeling.types import SCORE_MAX, Labeller, Segment, SegmentLabel, StepScore
+from rgvlm_core.labeling.types import PROGRESS_ERROR, SCORE_MAX, Labeller, Segment, SegmentLabel, StepScore
 from rgvlm_core.workspace import Workspace
 from rgvlm_core.workspace.schema import ANALYSES, LABEL_CACHE, LABEL_RUNS, LABELS
 
@@ -66,6 +69,8 @@ class RunProgress:
     completion_tokens: int
     cost: float | None
     last_error: str | None = None
+    no_progress: int = 0  # ok segments whose progress answers were asked for and are missing
+    last_progress_error: str | None = None
 
 
 def label_run(
@@ -205,13 +210,13 @@ def _cache_lookup(reader: Any, keys: list[str]) -> dict[str, SegmentLabel]:
 
 def _label_to_json(label: SegmentLabel) -> str:
     doc = asdict(label)
-    doc["scores"] = [[s.t, s.score, s.reason] for s in label.scores]
+    doc["scores"] = [[s.t, s.score, s.reason, s.progress] for s in label.scores]
     return json.dumps(doc)
 
 
 def _label_from_json(text: str) -> SegmentLabel:
     doc = json.loads(text)
-    scores = tuple(StepScore(t, score, reason) for t, score, reason in doc.pop("scores"))
+    scores = tuple(StepScore(*entry) for entry in doc.pop("scores"))  # [t, score, reason(, progress)]
     return SegmentLabel(scores=scores, **{**doc, "calls": 0, "cost": None, "latency_s": 0.0})
 
 
@@ -271,12 +276,17 @@ class _Totals:
     completion_tokens: int = 0
     cost: float | None = None
     last_error: str | None = None
+    no_progress: int = 0
+    last_progress_error: str | None = None
 
     def count(self, label: SegmentLabel, *, cached: bool) -> None:
         self.done += 1
         self.cached += cached
         if label.status == "ok":
             self.ok += 1
+            if label.error and label.error.startswith(PROGRESS_ERROR):
+                self.no_progress += 1
+                self.last_progress_error = label.error
         else:
             self.failed += 1
             self.last_error = label.error
@@ -300,6 +310,8 @@ class _Totals:
             self.completion_tokens,
             self.cost,
             self.last_error,
+            self.no_progress,
+            self.last_progress_error,
         )
 
 
@@ -326,6 +338,7 @@ class _Writer:
                     "t": step.t,
                     "segment_id": seg.segment_id,
                     "score": s.score if s else None,
+                    "progress": s.progress if s else None,
                     "reward": s.score / SCORE_MAX if s else None,
                     "status": label.status,
                     "reason": s.reason if s else label.error,
@@ -352,7 +365,7 @@ class _Writer:
                 "created_at": now,
             }
         )
-        if key and not cached and label.status == "ok":
+        if key and not cached and label.status == "ok" and not label.error:  # progress missing: ask again
             self.cache.append({"cache_key": key, "label": _label_to_json(label), "created_at": now})
 
     def maybe_flush(self) -> None:

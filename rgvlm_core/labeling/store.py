@@ -1,12 +1,14 @@
 """Labelling data in the workspace: segments to label, prompt versions, runs, labels and overrides.
 
 Overrides by a person are stored apart from the run's labels and win when a score or reward is
-read (`effective_labels`); the run's own label is never changed.
+read (`effective_labels`); the run's own label is never changed. An override changes a score only:
+a step's progress answer is always the run's own.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import replace
@@ -22,6 +24,7 @@ from rgvlm_core.workspace import StoreReader, Workspace
 from rgvlm_core.workspace.schema import OVERRIDES, PROMPTS
 
 UNITS = ("subtask", "episode")
+log = logging.getLogger(__name__)
 
 
 def load_segments(
@@ -57,11 +60,16 @@ def load_segments(
     ).to_pylist():
         subtasks.setdefault(row["episode_id"], []).append(row)
     out: list[Segment] = []
+    fractions: dict[str, dict[int, float]] = {}  # per trajectory: read and planned once
     for ep in episodes:
         rows = steps_by_traj.get(ep["trajectory_id"], [])
-        steps = [_step(r, ep["source_dir"]) for r in rows]
-        if not steps:
+        if not rows:
             continue
+        subs = subtasks.get(ep["episode_id"], [])
+        if ep["trajectory_id"] not in fractions:
+            fractions[ep["trajectory_id"]] = plan_progress(ep["dataset"], ep["source_dir"], subs)
+        done = fractions[ep["trajectory_id"]]
+        steps = [_step(r, ep["source_dir"], done.get(r["t"])) for r in rows]
         end_frame = _final_frame(ep["source_dir"], len(steps))
         if unit == "episode":
             out.append(
@@ -78,7 +86,7 @@ def load_segments(
                 )
             )
             continue
-        for sub in subtasks.get(ep["episode_id"], []):
+        for sub in subs:
             first, last = sub["first_step"], sub["last_step"]
             after = steps[last + 1].frame if last + 1 < len(steps) else end_frame
             out.append(
@@ -97,9 +105,56 @@ def load_segments(
     return out
 
 
-def _step(row: dict[str, Any], source_dir: str) -> SegmentStep:
+def _step(row: dict[str, Any], source_dir: str, plan_progress: float | None) -> SegmentStep:
     frame = os.path.join(source_dir, row["frame"]) if row["frame"] else None
-    return SegmentStep(row["t"], row["action"], frame, row["sparse_reward"], row["valid"], row["progress"])
+    return SegmentStep(
+        row["t"], row["action"], frame, row["sparse_reward"], row["valid"], row["progress"], plan_progress
+    )
+
+
+def plan_progress(dataset: str, source_dir: str, subtasks: list[dict[str, Any]]) -> dict[int, float]:
+    """Step t -> the fraction of its subtask done after it: the ground truth of the progress question.
+
+    ALFRED (expert demonstrations): step i (0-based) of a subtask of n steps has done (i + 1) / n.
+    Simulator: the expert's plan for the subtask, from the recorded states (traj_data.json's
+    `rgvlm_sim`): 1 - remaining after the step / remaining before the subtask's first step, clipped
+    (sim.expert.plan_fraction), so a detour or undone work shows as lost progress. Steps whose truth
+    cannot be read are left out (the reference labeller then records why, never guesses).
+    """
+    if dataset != "sim":
+        return {
+            t: (t - sub["first_step"] + 1) / (sub["last_step"] - sub["first_step"] + 1)
+            for sub in subtasks
+            for t in range(sub["first_step"], sub["last_step"] + 1)
+        }
+    from rgvlm_core.sim.expert import PlanningError
+
+    try:
+        return _sim_plan_progress(source_dir, subtasks)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, PlanningError) as exc:
+        log.warning("no plan progress for %s: %s: %s", source_dir, type(exc).__name__, exc)
+        return {}
+
+
+def _sim_plan_progress(source_dir: str, subtasks: list[dict[str, Any]]) -> dict[int, float]:
+    import orjson
+
+    from rgvlm_core.sim.expert import plan_fraction, subtask_remaining
+    from rgvlm_core.sim.serialize import state_from_dict
+    from rgvlm_core.sim.tasks import SubtaskSpec
+
+    with open(os.path.join(source_dir, "traj_data.json"), "rb") as f:
+        sim = orjson.loads(f.read())["rgvlm_sim"]
+    specs = [SubtaskSpec(**{**d, "flags": tuple(d.get("flags", ()))}) for d in sim["subtasks"]]
+    states = sim["states"]  # before each step, then after the last
+    out: dict[int, float] = {}
+    for sub in subtasks:
+        spec, first = specs[sub["idx"]], sub["first_step"]
+        at_start = subtask_remaining(state_from_dict(states[first]), spec)
+        for t in range(first, sub["last_step"] + 1):
+            remaining = subtask_remaining(state_from_dict(states[t + 1]), spec)
+            out[t] = plan_fraction(remaining, at_start)
+    return out
 
 
 def _final_frame(source_dir: str, n_steps: int) -> str | None:
@@ -183,7 +238,7 @@ def effective_labels_sql(by: str, *, source: str = "labels", extra: str = "") ->
                           arg_max(reason, created_at) AS reason
                    FROM overrides WHERE {by} = ? GROUP BY {key}, t)
         SELECT l.{key}, l.t, l.segment_id,
-               coalesce(o.score, l.score)::TINYINT AS score,
+               coalesce(o.score, l.score)::TINYINT AS score, l.progress,
                (coalesce(o.score, l.score) / {SCORE_MAX})::FLOAT AS reward,
                CASE WHEN o.score IS NOT NULL THEN 'overridden' ELSE l.status END AS status,
                l.score AS run_score, l.reason, o.reason AS override_reason
@@ -196,8 +251,9 @@ def effective_labels_sql(by: str, *, source: str = "labels", extra: str = "") ->
 def effective_labels(reader: StoreReader, run_id: str, episode_ids: Sequence[str] | None = None) -> pa.Table:
     """A run's labels with people's overrides applied: the latest override of a step wins.
 
-    Columns: episode_id, t, segment_id, score (effective), reward (score / 10), status (ok | failed |
-    overridden), run_score (the run's own), reason, override_reason.
+    Columns: episode_id, t, segment_id, score (effective), progress (the run's answer to the progress
+    question, 0..10, null when not asked or not usable; overrides never change it), reward (score /
+    10), status (ok | failed | overridden), run_score (the run's own), reason, override_reason.
     """
     episode_filter = "AND l.episode_id IN (SELECT unnest(?))" if episode_ids is not None else ""
     params: list[Any] = [run_id, run_id] + ([list(episode_ids)] if episode_ids is not None else [])

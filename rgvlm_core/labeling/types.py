@@ -3,6 +3,11 @@
 The query unit of RG-VLM is a segment: by default one subtask of one episode, with its steps, their
 frames and actions, the goal and the subtask's instruction. A labeller returns one score 0..10 per
 step of the segment with a reason, or a failure with its reason: never a made-up score.
+
+When the progress question is asked (PromptVersion.ask_progress, or the reference labeller's
+`progress`), each score also carries a progress answer 0..10: how far the current subtask is done
+after the step, the potential of reward shaping (labeling/rewards.py). A progress answer that cannot
+be used is left out (None) and the segment's `error` says why, prefixed "progress:"; the scores stay.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 Status = Literal["ok", "failed"]
 SCORE_MIN, SCORE_MAX = 0, 10
+PROGRESS_ERROR = "progress: "  # how an ok segment's error says its progress answers are missing
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,9 @@ class SegmentStep:
     sparse_reward: float = 0.0
     valid: bool = True
     progress: bool | None = None  # simulator ground truth (None for ALFRED)
+    # ground truth of the progress question: the fraction of the expert's plan for the step's subtask
+    # done after the step (simulator), or its position in the subtask (ALFRED); None when unknown
+    plan_progress: float | None = None
 
 
 @dataclass(frozen=True)
@@ -48,11 +57,13 @@ class StepScore:
     t: int
     score: int
     reason: str = ""
+    progress: int | None = None  # 0..10 when the progress question was asked and answered usably
 
 
 @dataclass(frozen=True)
 class SegmentLabel:
-    """A labeller's answer for one segment. `scores` is empty exactly when status is failed."""
+    """A labeller's answer for one segment. `scores` is empty exactly when status is failed; `error`
+    says why it failed, or, on an ok segment, why its progress answers are missing ("progress: ...")."""
 
     status: Status
     scores: tuple[StepScore, ...] = ()

@@ -159,7 +159,7 @@ RUN_ID = "run_id"
 
 PROMPTS = TableSpec(
     name="prompts",
-    version=1,
+    version=2,
     schema=pa.schema(
         [
             ("prompt_id", pa.string()),
@@ -169,6 +169,7 @@ PROMPTS = TableSpec(
             ("stage2_system", pa.string()),
             ("stage2_user", pa.string()),
             ("repair", pa.string()),
+            ("ask_progress", pa.bool_()),  # v2: stage two also asks how far the subtask is done
             ("parent", pa.string()),
             ("note", pa.string()),
             ("created_at", pa.string()),
@@ -410,6 +411,7 @@ TABLES: dict[str, TableSpec] = {
     )
 }
 
+
 def _with_column(name: str, kind: pa.DataType, value: object = None) -> Callable[[pa.Table], pa.Table]:
     """A migration adding one column, every row `value` (null by default)."""
 
@@ -428,5 +430,6 @@ def _eval_results_v2(table: pa.Table) -> pa.Table:
 # (table, from_version) -> function upgrading one Parquet file's rows to from_version + 1.
 MIGRATIONS: dict[tuple[str, int], Callable[[pa.Table], pa.Table]] = {
     ("labels", 1): _with_column("progress", pa.int8()),
+    ("prompts", 1): _with_column("ask_progress", pa.bool_(), False),  # v1 versions never asked it
     ("eval_results", 1): _eval_results_v2,
 }
