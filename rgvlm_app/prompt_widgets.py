@@ -56,6 +56,11 @@ def edit_key(parent_id: str, field: str) -> str:
     return f"prompts.edit.{parent_id}.{field}"
 
 
+def ask_progress_key(parent_id: str) -> str:
+    """The checkbox turning the progress question on or off in a new version derived from `parent_id`."""
+    return f"prompts.edit.{parent_id}.ask_progress"
+
+
 def segment_key(episode_id: str) -> str:
     """The subtask picker of one episode: its options are that episode's subtasks, so its key is too."""
     return f"prompts.segment.{episode_id}"
@@ -140,6 +145,7 @@ def version_table(versions: list[PromptVersion]) -> None:
             "version": v.prompt_id,
             "parent": v.parent or "",
             "created": v.created_at or "(built in)",
+            "progress": "asked" if v.ask_progress else "",
             "note": v.note,
         }
         for v in versions
@@ -148,7 +154,8 @@ def version_table(versions: list[PromptVersion]) -> None:
 
 
 def templates_view(version: PromptVersion) -> None:
-    """The six templates of a version, read-only."""
+    """The six templates of a version, read-only, and whether it asks the progress question."""
+    st.caption(f"Progress question: {'asked' if version.ask_progress else 'not asked'}")
     for field in TEMPLATE_FIELDS:
         st.caption(field)
         st.code(getattr(version, field), language=None, wrap_lines=True)
@@ -173,6 +180,9 @@ def template_diff(a: PromptVersion, b: PromptVersion) -> dict[str, str]:
 
 def diff_view(a: PromptVersion, b: PromptVersion) -> None:
     diffs = template_diff(a, b)
+    if a.ask_progress != b.ask_progress:
+        asker = b if b.ask_progress else a
+        st.caption(f"Only {asker.prompt_id} asks the progress question.")
     if not diffs:
         st.info("The two versions have the same templates.")
         return
@@ -189,15 +199,18 @@ def _save_new_version(workspace: Workspace, parent: PromptVersion) -> None:
     st.session_state[SAVE_ERROR] = None
     edits = {f: st.session_state[edit_key(parent.prompt_id, f)] for f in TEMPLATE_FIELDS}
     changes = {f: text for f, text in edits.items() if text != getattr(parent, f)}
+    ask = bool(st.session_state.get(ask_progress_key(parent.prompt_id), parent.ask_progress))
     note = st.session_state[NOTE].strip()
     if not note:
         st.session_state[SAVE_ERROR] = "Write a note saying what this version changes; nothing was saved."
         return
-    if not changes:
-        st.session_state[SAVE_ERROR] = "No template differs from the parent; nothing was saved."
+    if not changes and ask == parent.ask_progress:
+        st.session_state[SAVE_ERROR] = (
+            "No template differs from the parent, nor the progress question; nothing was saved."
+        )
         return
     try:
-        child = save_prompt(workspace, new_version(parent, changes, note))
+        child = save_prompt(workspace, new_version(parent, changes, note, ask_progress=ask))
     except TEMPLATE_ERRORS as exc:
         why = md_escape(error_line(template_error(exc)))
         st.session_state[SAVE_ERROR] = f"{why} — nothing was saved."
@@ -217,6 +230,13 @@ def new_version_form(workspace: Workspace, parent: PromptVersion) -> None:
             st.text_area(
                 field, value=getattr(parent, field), key=edit_key(parent.prompt_id, field), height=160
             )
+        st.checkbox(
+            "Ask the progress question",
+            value=parent.ask_progress,
+            key=ask_progress_key(parent.prompt_id),
+            help="Stage two also asks, per step, how far the subtask is done (0..10): the potential of "
+            "shaped rewards. The stage-two template sees it as `ask_progress`.",
+        )
         st.text_input("Note (required): what this version changes and why", key=NOTE)
         st.form_submit_button(
             "Save new version", on_click=_save_new_version, args=(workspace, parent), key="prompts.save"
