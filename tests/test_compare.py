@@ -63,10 +63,10 @@ def test_a_method_is_the_mean_of_its_seeds_means_with_a_clipped_interval() -> No
 
 def test_methods_come_from_what_a_run_stored() -> None:
     assert method_of("sparse", 1.0, {"beta": 0.0}) == "bc"
-    assert method_of("sparse+rgvlm:a", 0.5, {"beta": 5.0}) == "sparse+rgvlm:a (lambda=0.5)"
-    assert method_of("sparse+rgvlm:a", 1.0, {"beta": 5.0}) == "sparse+rgvlm:a"
+    assert method_of("sparse+rgvlm:a@cost", 0.5, {"beta": 5.0}) == "sparse+rgvlm:a@cost (lambda=0.5)"
+    assert method_of("sparse+rgvlm:a@cost", 1.0, {"beta": 5.0}) == "sparse+rgvlm:a@cost"
     assert (
-        method_label("sparse+rgvlm:noisy") == "Sparse+RG-VLM (noisy)"
+        method_label("sparse+rgvlm:noisy@cost") == "Sparse+RG-VLM (noisy, cost)"
         and method_label("bc") == "Behaviour cloning"
     )
 
