@@ -1,10 +1,13 @@
 """Widgets of the Compare page: what is compared (kept in the URL), the paper's figure, the tables, downloads.
 
 Every number comes from `rgvlm_core.report.build_comparison`, the code behind the CLI's HTML report,
-so the page and the report agree. It is cached per chosen runs and per version of the tables it
-reads (the shards of train_runs, eval_results and the experiment tables), so a rerun costs nothing,
-a new run or evaluation shows at once, and commits elsewhere (labels, training metrics of a running
-job) keep the cache warm.
+so the page and the report agree. It is cached per chosen runs, phrasing and version of the tables
+it reads (the shards of train_runs, eval_results, eval_curves and the experiment tables), so a rerun
+costs nothing, a new run or evaluation shows at once, and commits elsewhere (labels, training
+metrics of a running job) keep the cache warm.
+
+Evaluations come in two phrasings (instructions seen in training, or held out); the page shows one
+at a time, held-out by default, and every table, chart and download follows that choice.
 
 The choice lives in the URL, `?experiment=NAME` or `?runs=A,B,C`, so a link reopens the same
 comparison. The URL is applied when it differs from what this page last wrote (a first visit, a
@@ -35,6 +38,7 @@ RUNS = "compare.runs"  # the runs compared (RUNS_MODE)
 SEED_POINTS = "compare.seed_points"  # draw each seed as a point on its bar
 CURVES = "compare.curves"  # the learning-curves expander (computed only while open)
 CURVE_METRIC = "compare.curve_metric"
+PHRASING = "compare.phrasing"  # seen or unseen: what every table, chart and download shows
 URL_WRITTEN = "compare.url_written"  # the query parameters this page last wrote
 URL_WARNING = "compare.url_warning"  # why a link's choice was not applied (shown until the choice changes)
 TOUCHED = "compare.touched"  # this run was caused by a widget of this page
@@ -43,7 +47,8 @@ DEFAULTS: dict[str, Any] = {SEED_POINTS: False, URL_WARNING: None, TOUCHED: Fals
 
 EXPERIMENT_MODE, RUNS_MODE = "experiment", "runs"
 MODE_LABELS = {EXPERIMENT_MODE: "An experiment", RUNS_MODE: "Chosen runs"}
-READ_TABLES = ("train_runs", "eval_results", "experiments", "experiment_runs")
+READ_TABLES = ("train_runs", "eval_results", "eval_curves", "experiments", "experiment_runs")
+PHRASING_LABELS = {"unseen": "Unseen (held-out) phrasings", "seen": "Seen (training) phrasings"}
 NO_RUNS = (
     "No evaluated training run in this workspace yet. Train and evaluate a grid of methods x seeds on "
     "the Training page, or from a terminal: `rgvlm experiment --methods sparse,reference,sparse+reference,bc "
@@ -93,13 +98,20 @@ def _experiments(stamp: tuple[str, ...], _reader: StoreReader) -> list[dict[str,
 
 
 @st.cache_data(show_spinner="Comparing runs (the expert replays the same tasks)…", max_entries=16)
-def _comparison(stamp: tuple[str, ...], run_ids: tuple[str, ...], _reader: StoreReader) -> Comparison:
-    return build_comparison(_reader, list(run_ids))
+def _comparison(
+    stamp: tuple[str, ...], run_ids: tuple[str, ...], phrasing: str | None, _reader: StoreReader
+) -> Comparison:
+    return build_comparison(_reader, list(run_ids), phrasing=phrasing)
 
 
-def comparison(reader: StoreReader, run_ids: list[str]) -> Comparison:
-    """`report.build_comparison` of these runs, cached (the order of the runs does not matter)."""
-    return _comparison(_stamp(reader), tuple(sorted(set(run_ids))), reader)
+def comparison(reader: StoreReader, run_ids: list[str], phrasing: str | None = None) -> Comparison:
+    """`report.build_comparison` of these runs and phrasing, cached (the runs' order does not matter)."""
+    return _comparison(_stamp(reader), tuple(sorted(set(run_ids))), phrasing, reader)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _phrasings(stamp: tuple[str, ...], run_ids: tuple[str, ...], _reader: StoreReader) -> list[str]:
+    return compare.phrasings(_reader, list(run_ids))
 
 
 # -- what is compared ------------------------------------------------------------------------------
@@ -215,6 +227,23 @@ def pending_note(catalog: pd.DataFrame) -> None:
         )
 
 
+def phrasing_choice(reader: StoreReader, run_ids: list[str]) -> str:
+    """Seen or unseen phrasings (held-out by default); with only one evaluated, it is said, not asked."""
+    available = _phrasings(_stamp(reader), tuple(sorted(set(run_ids))), reader)
+    if len(available) <= 1:
+        only = available[0] if available else compare.default_phrasing(available)
+        st.caption(f"{PHRASING_LABELS.get(only, only)}: the only phrasing these runs were evaluated with.")
+        return only
+    if st.session_state.get(PHRASING) not in available:
+        st.session_state[PHRASING] = compare.default_phrasing(available)
+    st.segmented_control(
+        "Instructions", available, key=PHRASING, format_func=lambda p: PHRASING_LABELS.get(p, p),
+        required=True, on_change=_touched, persist_state="session",
+        help="Every table, chart and download shows evaluations of this phrasing only.",
+    )  # fmt: skip
+    return str(st.session_state[PHRASING])
+
+
 # -- sections --------------------------------------------------------------------------------------
 def chart_config(filename: str) -> dict[str, Any]:
     """Plotly config: the modebar's camera button saves a PNG named `filename` at twice the size."""
@@ -262,29 +291,32 @@ def success_section(c: Comparison) -> None:
         table(c.success, "compare.success_table", c.colours)
 
 
-def table(frame: pd.DataFrame, key: str, colours: dict[str, str]) -> None:
-    """A `compare` summary (mean, CI, seeds), each row marked in its method's colour; sortable by header."""
+def table(
+    frame: pd.DataFrame, key: str, colours: dict[str, str], columns: dict[str, Any] | None = None
+) -> None:
+    """A `compare` summary (mean, CI, seeds), each row marked in its method's colour; sortable by header.
+
+    `columns` adds or replaces column configs (e.g. a difference shown with its sign)."""
     shown = frame.assign(colour="", method=frame["method"].map(compare.method_label))
     by_row = {i: method_colour(m, colours) for i, m in zip(shown.index, frame["method"], strict=True)}
     styled = shown[["colour", *frame.columns]].style.apply(
         lambda col: [f"background-color: {by_row[i]}" for i in col.index], subset="colour"
     )
     number = st.column_config.NumberColumn
-    st.dataframe(
-        styled,
-        hide_index=True,
-        key=key,
-        column_config={
-            "colour": st.column_config.TextColumn("", width=8),
-            "method": "Method",
-            "condition": "Condition",
-            "length": number("Subtasks"),
-            "mean": number("Mean", format="%.3f"),
-            "ci_low": number("95% CI low", format="%.3f"),
-            "ci_high": number("95% CI high", format="%.3f"),
-            "seeds": number("Seeds"),
-        },
-    )
+    config: dict[str, Any] = {
+        "colour": st.column_config.TextColumn("", width=8),
+        "method": "Method",
+        "condition": "Condition",
+        "phrasing": "Phrasing",
+        "length": number("Subtasks"),
+        "first_kind": "First subtask",
+        "step": number("Step"),
+        "mean": number("Mean", format="%.3f"),
+        "ci_low": number("95% CI low", format="%.3f"),
+        "ci_high": number("95% CI high", format="%.3f"),
+        "seeds": number("Seeds"),
+    }
+    st.dataframe(styled, hide_index=True, key=key, column_config={**config, **(columns or {})})
 
 
 def downloads(reader: StoreReader, c: Comparison, choice: Choice) -> None:

@@ -76,7 +76,13 @@ def store(ws: Workspace) -> dict[str, Any]:
 
 def _label(method: str, reward_source: str) -> str:
     names = {"sparse": "Sparse", "bc": "Behaviour cloning"}
-    return names[method] if method in names else f"RG-VLM ({reward_source.removeprefix('rgvlm:')})"
+    run, _, mapping = reward_source.removeprefix("rgvlm:").partition("@")
+    return names.get(method, f"RG-VLM ({run}, {mapping or 'raw'})")  # stored without a mapping: raw
+
+
+def _method(reward_source: str) -> str:
+    """The Compare page's method of a run stored with this source (a VLM source names its mapping)."""
+    return reward_source if reward_source == "sparse" or "@" in reward_source else f"{reward_source}@raw"
 
 
 def _page(monkeypatch: pytest.MonkeyPatch, ws: Workspace, **query: str) -> AppTest:
@@ -127,7 +133,7 @@ def test_the_bars_are_each_methods_mean_over_seeds_with_a_student_t_interval(
         source = per_run.loc[per_run["method"] == method, "reward_source"].iloc[0]
         for condition in CONDITIONS:
             [bar] = [b for b in bars if b["name"] == _label(method, source) and _panel(b) == condition]
-            assert bar["marker"]["color"] == method_colour(source, workspace_colours(ws))
+            assert bar["marker"]["color"] == method_colour(_method(source), workspace_colours(ws))
             assert _array(bar["x"]) == [1, 2, 3, 4, 5, 6]
             values = [expected[(method, source, condition, n)] for n in range(1, 7)]
             assert all(len(v) == 2 for v in values)  # one proportion per training seed
@@ -152,7 +158,8 @@ def test_the_bars_are_each_methods_mean_over_seeds_with_a_student_t_interval(
     [success_chart] = [c for c in at.get("plotly_chart") if "compare.success" in c.proto.id]
     success = json.loads(success_chart.proto.spec)
     assert {t["name"]: t["marker"]["color"] for t in success["data"]}["Sparse"] == method_colour("sparse")
-    [table] = [df.value for df in at.dataframe if "length" in df.value.columns]  # success has none
+    [table] = [t for t in (df.value for df in at.dataframe) if {"seeds", "length"} <= set(t.columns)]
+    assert set(table["phrasing"]) == {"unseen"}  # the default: held-out phrasings
     assert len(table) == 4 * 2 * 6  # sparse, reference, bc, expert x conditions x lengths
     assert set(table.columns) >= {"method", "condition", "length", "mean", "ci_low", "ci_high", "seeds"}
 
