@@ -315,3 +315,25 @@ def test_prompt_versions_stored_before_the_flag_migrate_to_versions_that_do_not_
         assert PromptVersion.from_row(row) == DEFAULT_PROMPT and row["prompt_id"] == DEFAULT_PROMPT.prompt_id
     finally:
         reader.close()
+
+
+def test_only_a_labeller_that_reads_plan_progress_makes_a_run_plan_it(
+    sample_ws, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Planning costs ~2 ms per simulator trajectory: an LVLM run over a large dataset must not pay it."""
+    from rgvlm_core.labeling import store
+
+    planned: list[str] = []
+    real = store.plan_progress
+
+    def counting(dataset: str, source_dir: str, subtasks: list[dict[str, Any]]) -> dict[int, float]:
+        planned.append(source_dir)
+        return real(dataset, source_dir, subtasks)
+
+    monkeypatch.setattr(store, "plan_progress", counting)
+    with FakeOpenAI(responder=_responder(_answer)) as fake:
+        _run(sample_ws, _lvlm(fake, ASKS), "lvlm", FEW)
+    _run(sample_ws, ReferenceLabeller(progress=False), "ref-off", FEW)
+    assert planned == []
+    _run(sample_ws, ReferenceLabeller(), "ref-on", FEW)
+    assert planned and len(planned) == len(set(planned)), "once per trajectory"

@@ -96,6 +96,11 @@ class ReferenceLabeller:
         self.noise = noise
         self.progress = progress
 
+    @property
+    def reads_plan_progress(self) -> bool:
+        """Whether its segments need SegmentStep.plan_progress (label runs load it only then)."""
+        return self.progress
+
     def describe(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"labeller": self.name, "noise": asdict(self.noise), "ground_truth": True}
         if self.progress:  # only when on: runs made before the question existed resume with it off

@@ -103,7 +103,8 @@ async def _run(
         reader = workspace.reader()
         try:
             _register(workspace, reader, labeller, config, prompt_id)
-            segments = load_segments(reader, config.filters, config.unit)
+            truth = bool(getattr(labeller, "reads_plan_progress", False))
+            segments = load_segments(reader, config.filters, config.unit, truth=truth)
             stored = {
                 (r["episode_id"], r["segment_id"])
                 for r in reader.rows(

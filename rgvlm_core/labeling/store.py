@@ -28,9 +28,12 @@ log = logging.getLogger(__name__)
 
 
 def load_segments(
-    reader: StoreReader, flt: EpisodeFilter = EpisodeFilter(), unit: str = "subtask"
+    reader: StoreReader, flt: EpisodeFilter = EpisodeFilter(), unit: str = "subtask", *, truth: bool = True
 ) -> list[Segment]:
-    """The query units of the chosen episodes (task-only episodes and unreached subtasks have none)."""
+    """The query units of the chosen episodes (task-only episodes and unreached subtasks have none).
+
+    `truth`: fill each step's `plan_progress` (see `plan_progress`); about 2 ms per simulator
+    trajectory, so label runs ask for it only for a labeller that reads it (the reference labeller)."""
     if unit not in UNITS:
         raise RGVLMError(f"unknown query unit {unit!r}; choose {' or '.join(UNITS)}")
     where, params = episode_where(replace(flt, include_task_only=False, limit=None))
@@ -67,7 +70,8 @@ def load_segments(
             continue
         subs = subtasks.get(ep["episode_id"], [])
         if ep["trajectory_id"] not in fractions:
-            fractions[ep["trajectory_id"]] = plan_progress(ep["dataset"], ep["source_dir"], subs)
+            known = plan_progress(ep["dataset"], ep["source_dir"], subs) if truth else {}
+            fractions[ep["trajectory_id"]] = known
         done = fractions[ep["trajectory_id"]]
         steps = [_step(r, ep["source_dir"], done.get(r["t"])) for r in rows]
         end_frame = _final_frame(ep["source_dir"], len(steps))
