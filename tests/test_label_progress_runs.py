@@ -337,3 +337,17 @@ def test_only_a_labeller_that_reads_plan_progress_makes_a_run_plan_it(
     assert planned == []
     _run(sample_ws, ReferenceLabeller(), "ref-on", FEW)
     assert planned and len(planned) == len(set(planned)), "once per trajectory"
+
+
+def test_prompts_add_takes_the_flag_from_the_json_that_prompts_show_prints(sample_ws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    runner, ws = CliRunner(), ["-w", str(sample_ws.root)]
+    shown = runner.invoke(app, [*ws, "prompts", "show", "--json"])
+    assert shown.exit_code == 0 and json.loads(shown.output)["ask_progress"] is False
+    doc = tmp_path / "asks.json"
+    doc.write_text(json.dumps({**json.loads(shown.output), "ask_progress": True}))
+    added = runner.invoke(app, [*ws, "prompts", "add", str(doc), "--note", "asks progress"])
+    assert added.exit_code == 0, added.output
+    assert f"added prompt {ASKS.prompt_id}" in added.output
+    doc.write_text(json.dumps({"ask_progress": "yes"}))
+    refused = runner.invoke(app, [*ws, "prompts", "add", str(doc), "--note", "typo"])
+    assert "ask_progress must be true or false, got 'yes'" in str(refused.exception)
