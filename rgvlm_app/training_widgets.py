@@ -24,6 +24,7 @@ from rgvlm_core import compare
 from rgvlm_core.audit import reference_run
 from rgvlm_core.errors import RGVLMError
 from rgvlm_core.jobs import Job, get_job, list_jobs, start_job
+from rgvlm_core.labeling.rewards import DEFAULT_MAPPING, MAPPING_HELP, MAPPINGS
 from rgvlm_core.rl.config import IQL_HELP, IQLConfig
 from rgvlm_core.rl.runs import default_run_name
 from rgvlm_core.workspace import StoreReader, Workspace
@@ -91,6 +92,7 @@ class TrainingForm:
 
     methods: tuple[str, ...]
     lam: float
+    vlm_reward: str
     seeds: int
     steps: int
     log_every: int
@@ -107,7 +109,8 @@ class TrainingForm:
         """`rgvlm experiment ...`: every method x seed, trained then evaluated."""
         return [
             "experiment", "--methods", ",".join(self.methods), "--seeds", str(self.seeds),
-            "--steps", str(self.steps), "--lambda", _text(self.lam), "-k", str(self.episodes_per_length),
+            "--steps", str(self.steps), "--lambda", _text(self.lam), "--vlm-reward", self.vlm_reward,
+            "-k", str(self.episodes_per_length),
             "--conditions", ",".join(self.conditions), "--encoder", self.encoder,
             "--log-every", str(self.log_every), "--name", self.name, *self.iql_args(),
         ]  # fmt: skip
@@ -117,8 +120,9 @@ class TrainingForm:
         bc = method == compare.BC
         return [
             "train", "--reward", "sparse" if bc else method, "--seed", str(seed), "--steps", str(self.steps),
-            "--lambda", _text(self.lam), "--encoder", self.encoder, "--log-every", str(self.log_every),
-            "--name", name, *(self.iql_args(beta=0.0) if bc else self.iql_args()),
+            "--lambda", _text(self.lam), "--vlm-reward", self.vlm_reward, "--encoder", self.encoder,
+            "--log-every", str(self.log_every), "--name", name,
+            *(self.iql_args(beta=0.0) if bc else self.iql_args()),
         ]  # fmt: skip
 
 
@@ -157,6 +161,21 @@ def _methods(sources: list[str], problems: dict[str, str]) -> list[str]:
     return list(methods)
 
 
+def _mapping(where: Any, methods: list[str], problems: dict[str, str]) -> str:
+    """How the label runs' scores become rewards (labeling/rewards.py); shaping needs the sparse reward."""
+    vlm = [m for m in methods if m not in ("sparse", compare.BC)]
+    mapping = where.selectbox(
+        "VLM reward", MAPPINGS, index=MAPPINGS.index(DEFAULT_MAPPING), key=key("vlm_reward"),
+        disabled=not vlm, help="; ".join(f"{k}: {v}" for k, v in MAPPING_HELP.items()),
+    )  # fmt: skip
+    alone = [m for m in vlm if not m.startswith("sparse+")]
+    message = None
+    if mapping == "shaped" and alone:
+        message = f"shaped reshapes the sparse reward: use it with sparse+ sources, not {', '.join(alone)}"
+    _problem(where, "VLM reward", message, problems)
+    return str(mapping)
+
+
 def _iql_config(values: Mapping[str, int | float], steps: int, log_every: int) -> IQLConfig:
     """The form's IQL settings as an IQLConfig, each number as its field's type (int or float).
 
@@ -189,7 +208,8 @@ def training_form(sources: list[str]) -> tuple[TrainingForm, dict[str, str]]:
     """Draw the settings; returns them with the problems found (field -> message), each shown inline."""
     problems: dict[str, str] = {}
     methods = _methods(sources, problems)
-    a, b, c, d = st.columns(4)
+    m, a, b, c, d = st.columns(5)
+    vlm_reward = _mapping(m, methods, problems)
     lam = a.number_input(
         "Lambda", value=1.0, step=0.1, key=key("lambda"), disabled=not any("+" in m for m in methods),
         help="Weight of the VLM reward in sparse+ methods: r = r_sparse + lambda r_vlm.",
@@ -209,8 +229,8 @@ def training_form(sources: list[str]) -> tuple[TrainingForm, dict[str, str]]:
     rule = "letters, digits, '.', '_' or '-', starting with a letter or digit"
     _problem(n, "Experiment name", None if _NAME_RE.fullmatch(name) else rule, problems)
     form = TrainingForm(
-        tuple(methods), float(lam), seeds, steps, log_every, tuple(iql.items()), str(encoder), episodes,
-        tuple(conditions), name,
+        tuple(methods), float(lam), vlm_reward, seeds, steps, log_every, tuple(iql.items()), str(encoder),
+        episodes, tuple(conditions), name,
     )  # fmt: skip
     return form, problems
 

@@ -159,13 +159,31 @@ def test_no_method_or_a_bad_setting_is_named_inline_and_starts_no_job(
     assert at.session_state[tw.JOBS] == [] and list_jobs(ws) == []
 
 
+def test_the_vlm_reward_mapping_is_chosen_on_the_page_and_shaping_alone_is_refused_inline(
+    labelled_ws: tuple[Workspace, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws, labels = labelled_ws
+    at = _training_page(monkeypatch, ws)
+    mapping = at.selectbox(key=tw.key("vlm_reward"))
+    assert mapping.value == "cost" and list(mapping.options) == ["raw", "cost", "centred", "shaped"]
+    _fill(at, [f"rgvlm:{labels}"])
+    mapping.set_value("shaped").run()
+    errors = [e.value for e in at.error]
+    assert any(e.startswith("VLM reward: shaped reshapes the sparse reward") for e in errors), errors
+    at.button(key=tw.key("launch")).click().run()
+    assert list_jobs(ws) == []
+    _fill(at, [f"sparse+rgvlm:{labels}"])
+    assert not [e.value for e in at.error if e.value.startswith("VLM reward")]
+
+
 def test_launching_an_experiment_starts_one_job_with_exactly_the_page_settings(
     finished: tuple[Workspace, str, Job, AppTest, float],
 ) -> None:
     _, labels, job, at, page_s = finished
     assert job.args == (
         "experiment", "--methods", f"sparse+rgvlm:{labels},bc", "--seeds", "1", "--steps", "20",
-        "--lambda", "1.0", "-k", "1", "--conditions", "default", "--encoder", "hash", "--log-every", "5",
+        "--lambda", "1.0", "--vlm-reward", "cost", "-k", "1", "--conditions", "default", "--encoder", "hash",
+        "--log-every", "5",
         "--name", "tiny", "--iql", "expectile=0.8", "--iql", "beta=3.0", "--iql", "gamma=0.97",
         "--iql", "lr=0.0003", "--iql", "hidden=256", "--iql", "batch_size=256", "--iql", "tau=0.005",
     )  # fmt: skip
@@ -282,7 +300,7 @@ def test_a_single_run_of_behaviour_cloning_is_a_train_job_with_beta_zero(
     assert name.startswith("iql-bc-s4-")
     assert job.args == (
         "train", "--reward", "sparse", "--seed", "4", "--steps", "1000000", "--lambda", "1.0",
-        "--encoder", "hash", "--log-every", "10", "--name", name,
+        "--vlm-reward", "cost", "--encoder", "hash", "--log-every", "10", "--name", name,
         "--iql", "expectile=0.8", "--iql", "beta=0.0", "--iql", "gamma=0.97", "--iql", "lr=0.0003",
         "--iql", "hidden=256", "--iql", "batch_size=256", "--iql", "tau=0.005",
     )  # fmt: skip

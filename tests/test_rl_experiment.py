@@ -41,7 +41,7 @@ def expected_by_length(ws_root: Path, run_ids: list[str]) -> pd.DataFrame:
     con = duckdb.connect()
     per_run = con.execute(
         "SELECT run_id, condition, length, avg(completed / n_subtasks) AS p "
-        "FROM read_parquet(?) WHERE run_id IN (SELECT unnest(?)) GROUP BY ALL",
+        "FROM read_parquet(?) WHERE run_id IN (SELECT unnest(?)) AND phrasing = 'unseen' GROUP BY ALL",
         [files, run_ids],
     ).df()
     return per_run

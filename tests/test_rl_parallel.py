@@ -30,6 +30,7 @@ def grid(name: str, seeds: tuple[int, ...] = (0, 1)) -> ExperimentSpec:
         encoder="hash",
         episodes_per_length=1,
         conditions=("default",),
+        phrasings=("unseen",),
         name=name,
     )
 
@@ -169,8 +170,8 @@ def test_a_killed_experiment_leaves_no_worker_running_and_resumes_to_a_consisten
     args = [
         sys.executable, "-m", "rgvlm_core.cli", "-w", str(sample_ws.root), "experiment",
         "--methods", "sparse,bc", "--seeds", "2", "--steps", "1500", "--log-every", "50", "-k", "1",
-        "--conditions", "default", "--encoder", "hash", "--iql", "hidden=16", "--batch-size", "32",
-        "--workers", "2", "--stack", "1", "--name", "killed",
+        "--conditions", "default", "--phrasings", "unseen", "--encoder", "hash", "--iql", "hidden=16",
+        "--batch-size", "32", "--workers", "2", "--stack", "1", "--name", "killed",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     driver = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

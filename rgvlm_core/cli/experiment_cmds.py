@@ -18,6 +18,7 @@ from rgvlm_core.cli.common import (
     threads_option,
     vlm_reward_option,
 )
+from rgvlm_core.rl.config import SUBTASK_BUDGET
 from rgvlm_core.workspace import Workspace
 
 
@@ -39,9 +40,35 @@ def experiment(
     lam: float = typer.Option(1.0, "--lambda", help="Weight of the VLM reward in sparse+ methods."),
     vlm_reward: str = vlm_reward_option(),
     episodes_per_length: int = typer.Option(
-        20, "--episodes-per-length", "-k", min=1, help="Evaluation episodes per task length and condition."
+        50,
+        "--episodes-per-length",
+        "-k",
+        min=1,
+        help="Evaluation tasks per task length, condition and phrasing (50 gives intervals of about +-0.07).",
     ),
     conditions: str = typer.Option("default,randomized", "--conditions", help="Evaluation conditions."),
+    phrasings: str = typer.Option(
+        "unseen,seen", "--phrasings", help="Instruction phrasings evaluated: unseen (held out) and/or seen."
+    ),
+    subtask_budget: int = typer.Option(
+        SUBTASK_BUDGET,
+        "--subtask-budget",
+        min=0,
+        help="Steps each subtask may take in evaluation before the episode is cut off; 0: the old per-task "
+        "budget (twice the expert's plan).",
+    ),
+    curve_every: int = typer.Option(
+        0, "--curve-every", min=0, help="Evaluate every N updates for a completion-vs-steps curve (0: never)."
+    ),
+    curve_episodes: int = typer.Option(
+        5, "--curve-episodes", min=1, help="Tasks per length, condition and phrasing at each curve point."
+    ),
+    split: str = typer.Option(
+        "test",
+        "--split",
+        help="test (reported: evaluation seed 0, training seeds 0..N-1) or validation (for choosing "
+        "hyper-parameters: its own evaluation tasks and training seeds 1000..).",
+    ),
     name: str = typer.Option(None, "--name", help="Experiment name; an existing one is resumed."),
     report: Path = typer.Option(None, "--report", help="Write a self-contained HTML report (and a .csv)."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Transitions per step."),
@@ -83,9 +110,18 @@ def experiment(
     if report is not None:
         check_report_path(report)  # before the training, not after it
     ws = open_workspace(create=False)
+    from rgvlm_core.rl.experiment import split_seeds
+
+    seed_list, eval_seed = split_seeds(split, seeds)
     spec = ExperimentSpec(
         methods=tuple(_csv(methods)),
-        seeds=tuple(range(seeds)),
+        seeds=seed_list,
+        eval_seed=eval_seed,
+        split=split,
+        phrasings=tuple(_csv(phrasings)),
+        subtask_budget=subtask_budget or None,
+        curve_every=curve_every,
+        curve_episodes=curve_episodes,
         lam=lam,
         vlm_reward=vlm_reward,
         conditions=tuple(_csv(conditions)),

@@ -11,6 +11,10 @@ from typing import Any
 
 from rgvlm_core.errors import UsageError
 
+# DEVIATION: evaluation gives each subtask its own step budget (docs/deviations.md): twice the longest
+# expert plan of one subtask in the simulator (3 steps), whatever the task's length.
+SUBTASK_BUDGET = 6
+
 
 def _setting(default: Any, help_text: str) -> Any:
     return field(default=default, metadata={"help": help_text})
@@ -94,4 +98,4 @@ def with_overrides(config: IQLConfig, pairs: list[str]) -> IQLConfig:
     return out
 
 
-__all__ = ["IQL_HELP", "IQLConfig", "with_overrides"]
+__all__ = ["IQL_HELP", "SUBTASK_BUDGET", "IQLConfig", "with_overrides"]

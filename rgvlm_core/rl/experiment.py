@@ -28,11 +28,24 @@ import pyarrow as pa
 
 from rgvlm_core.compare import BC, CONDITIONS, planned_methods
 from rgvlm_core.errors import UsageError
+from rgvlm_core.rl.config import SUBTASK_BUDGET
 from rgvlm_core.rl.record import Finished
 from rgvlm_core.rl.runs import slug
 from rgvlm_core.rl.work import EvalPlan, Evaluating, Logged, RunTask
 from rgvlm_core.workspace import StoreReader, Workspace
 from rgvlm_core.workspace.schema import EXPERIMENTS
+
+# Reported results and hyper-parameter choices never share tasks or training seeds: a split names the
+# evaluation tasks' seed and where training seeds start.
+SPLITS: dict[str, tuple[int, int]] = {"test": (0, 0), "validation": (1, 1000)}
+
+
+def split_seeds(split: str, n: int) -> tuple[tuple[int, ...], int]:
+    """(training seeds, evaluation seed) of `n` seeds in a split; UsageError naming the splits."""
+    if split not in SPLITS:
+        raise UsageError(f"split={split!r}: use {' or '.join(SPLITS)}")
+    eval_seed, first = SPLITS[split]
+    return tuple(range(first, first + n)), eval_seed
 
 
 @dataclass(frozen=True)
@@ -44,8 +57,13 @@ class ExperimentSpec:
     lam: float = 1.0  # lambda of every sparse+rgvlm method
     vlm_reward: str | None = None  # mapping of methods without an @MAPPING (None: the default)
     conditions: tuple[str, ...] = CONDITIONS
-    episodes_per_length: int = 20
-    eval_seed: int = 0  # the same evaluation tasks for every run
+    episodes_per_length: int = 50
+    eval_seed: int = 0  # the same evaluation tasks for every run (a split's own: see SPLITS)
+    phrasings: tuple[str, ...] = ("unseen", "seen")
+    subtask_budget: int | None = SUBTASK_BUDGET
+    curve_every: int = 0  # evaluate the policy every N updates for a learning curve (0: never)
+    curve_episodes: int = 5  # tasks per length, condition and phrasing at each curve checkpoint
+    split: str = "test"
     encoder: str = "minilm"
     failed: str = "sparse"
     name: str | None = None
@@ -66,6 +84,18 @@ class ExperimentSpec:
             raise UsageError(f"episodes_per_length={self.episodes_per_length}: give a positive number")
         if self.failed not in ("sparse", "drop"):
             raise UsageError(f"failed={self.failed!r}: use sparse or drop")
+        bad = [p for p in self.phrasings if p not in ("seen", "unseen")]
+        if bad or not self.phrasings or len(set(self.phrasings)) != len(self.phrasings):
+            raise UsageError(f"phrasings={list(self.phrasings)}: use unseen and/or seen, each once")
+        if self.subtask_budget is not None and self.subtask_budget < 1:
+            raise UsageError(f"subtask_budget={self.subtask_budget}: give at least 1 step (or none)")
+        if self.curve_every < 0 or self.curve_episodes < 1:
+            raise UsageError(
+                f"curve_every={self.curve_every}, curve_episodes={self.curve_episodes}: "
+                "give curve_every >= 0 (0: no curve) and curve_episodes >= 1"
+            )
+        if self.split not in SPLITS:
+            raise UsageError(f"split={self.split!r}: use {' or '.join(SPLITS)}")
 
 
 @dataclass(frozen=True)
@@ -184,7 +214,15 @@ def run_experiment(
     if not todo:
         yield ExperimentProgress(experiment_id, len(cells), len(cells), fraction=1.0, phase="finished")
         return
-    evaluation = EvalPlan(spec.conditions, spec.episodes_per_length, spec.eval_seed)
+    evaluation = EvalPlan(
+        spec.conditions,
+        spec.episodes_per_length,
+        spec.eval_seed,
+        phrasings=spec.phrasings,
+        subtask_budget=spec.subtask_budget,
+        curve_every=spec.curve_every,
+        curve_episodes=spec.curve_episodes,
+    )
     tasks = plan_tasks(experiment_id, todo, config, evaluation, threads, workers, stack)
     runner = make_executor(executor, workers, address, tasks=len(tasks))
     yield ExperimentProgress(experiment_id, len(cells), done_before, fraction=done_before / len(cells))
@@ -432,6 +470,8 @@ def _record_plan(
 
 
 __all__ = [
+    "SPLITS",
+    "SUBTASK_BUDGET",
     "ExperimentProgress",
     "ExperimentSpec",
     "TaskProgress",
@@ -442,4 +482,5 @@ __all__ = [
     "resolve_methods",
     "run_experiment",
     "run_name",
+    "split_seeds",
 ]

@@ -3,7 +3,8 @@
 Whatever runs the work (this process, local workers, a Ray cluster), one recorder in the driving process
 turns its events into store rows: `train_metrics` as they arrive (gathered into one commit per second,
 so many runs logging at once do not make many tiny shards), a checkpoint file and the `train_runs` row
-when a run's training ends, and `eval_results` (then `experiment_runs`) when its evaluation ends. A run
+when a run's training ends, `eval_curves` rows at each learning-curve checkpoint (the final evaluation
+is the curve's last point), and `eval_results` (then `experiment_runs`) when its evaluation ends. A run
 therefore appears in the store exactly as a run trained by itself would.
 """
 
@@ -18,9 +19,19 @@ from typing import Any
 
 import pyarrow as pa
 
-from rgvlm_core.rl.work import Evaluated, Event, Logged, RunTask, Started, Trained, with_seed
+from rgvlm_core.rl.work import (
+    Curve,
+    Evaluated,
+    Event,
+    Logged,
+    RunTask,
+    Started,
+    Trained,
+    curve_rows,
+    with_seed,
+)
 from rgvlm_core.workspace import Workspace
-from rgvlm_core.workspace.schema import EVAL_RESULTS, EXPERIMENT_RUNS, TRAIN_METRICS, TRAIN_RUNS
+from rgvlm_core.workspace.schema import EVAL_CURVES, EVAL_RESULTS, EXPERIMENT_RUNS, TRAIN_METRICS, TRAIN_RUNS
 
 FLUSH_S = 1.0
 
@@ -91,6 +102,13 @@ class RunRecorder:
             self._store_run(task, event, state)
             if task.evaluation is None:
                 return self._finished(task, event.index, state, None)
+        elif isinstance(event, Curve):
+            rows = [
+                {"run_id": run_id, "step": event.step, **row}
+                for run_id, seed_rows in zip(task.run_ids, event.rows, strict=True)
+                for row in seed_rows
+            ]
+            self.workspace.commit({EVAL_CURVES.name: pa.Table.from_pylist(rows, schema=EVAL_CURVES.schema)})
         elif isinstance(event, Evaluated):
             self._store_results(task, event)
             return self._finished(task, event.index, state, event.results)
@@ -134,7 +152,11 @@ class RunRecorder:
     def _store_results(self, task: RunTask, event: Evaluated) -> None:
         run_id, seed = task.run_ids[event.index], task.seeds[event.index]
         now = dt.datetime.now(dt.timezone.utc)
-        tables = {EVAL_RESULTS.name: eval_table(run_id, event.results)}
+        final = [{"run_id": run_id, "step": task.config.steps, **row} for row in curve_rows(event.results)]
+        tables = {
+            EVAL_RESULTS.name: eval_table(run_id, event.results),
+            EVAL_CURVES.name: pa.Table.from_pylist(final, schema=EVAL_CURVES.schema),
+        }
         if self.experiment_id is not None:
             done = {
                 "experiment_id": self.experiment_id,

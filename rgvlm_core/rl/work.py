@@ -23,16 +23,41 @@ from rgvlm_core.rl.config import IQLConfig
 
 @dataclass(frozen=True)
 class EvalPlan:
-    """How every run is evaluated: the simulator's conditions, tasks per length, the tasks' seed."""
+    """How every run is evaluated: the simulator's conditions and instruction phrasings, tasks per
+    length, the tasks' seed, the step budget of each subtask (None: twice the expert's plan for the
+    task), and the learning curve: every `curve_every` updates (0: never) the policy so far meets
+    `curve_episodes` tasks per length of each condition and phrasing (the first ones of the final
+    evaluation's tasks)."""
 
     conditions: tuple[str, ...]
     episodes_per_length: int
     seed: int = 0
     lengths: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+    phrasings: tuple[str, ...] = ("unseen",)
+    subtask_budget: int | None = None
+    curve_every: int = 0
+    curve_episodes: int = 10
 
     @property
     def episodes(self) -> int:
-        return len(self.conditions) * len(self.lengths) * self.episodes_per_length
+        return len(self.conditions) * len(self.phrasings) * len(self.lengths) * self.episodes_per_length
+
+    def configs(self, episodes_per_length: int | None = None) -> list[Any]:
+        """The `sim.evaluate.EvalConfig` of every condition and phrasing, in evaluation order."""
+        from rgvlm_core.sim.evaluate import EvalConfig
+
+        return [
+            EvalConfig(
+                lengths=self.lengths,
+                episodes_per_length=episodes_per_length or self.episodes_per_length,
+                condition=condition,  # type: ignore[arg-type]  # checked by EvalConfig
+                seed=self.seed,
+                phrasing=phrasing,  # type: ignore[arg-type]
+                subtask_budget=self.subtask_budget,
+            )
+            for condition in self.conditions
+            for phrasing in self.phrasings
+        ]
 
 
 @dataclass(frozen=True)
@@ -100,7 +125,16 @@ class Evaluated:
     results: list[Any]
 
 
-Event = Started | Logged | Trained | Evaluating | Evaluated
+@dataclass(frozen=True)
+class Curve:
+    """The policies at `step` updates evaluated on the learning curve's tasks: per seed index, one row
+    per (condition, phrasing, length) with episodes, proportion and success (`curve_rows`)."""
+
+    step: int
+    rows: list[list[dict[str, Any]]]
+
+
+Event = Started | Logged | Trained | Evaluating | Evaluated | Curve
 
 
 def execute(task: RunTask, arrays: Any) -> Iterator[Event]:
@@ -117,12 +151,18 @@ def execute(task: RunTask, arrays: Any) -> Iterator[Event]:
     learner = None
     started = last = time.perf_counter()
     last_step = 0
+    plan = task.evaluation
+    every = plan.curve_every if plan is not None else 0
+    next_curve = every
     for step, metrics, trained in train_seeds(data, arrays.n_actions, task.config, task.seeds):
         learner = trained
         now = time.perf_counter()
         rate = (step - last_step) / max(now - last, 1e-9)
-        last, last_step = now, step
         yield Logged(step, task.config.steps, metrics, rate)
+        if plan is not None and every and step >= next_curve and step < task.config.steps:
+            yield Curve(step, _curve(task, learner, plan))
+            next_curve = (step // every + 1) * every
+        last, last_step = time.perf_counter(), step
     assert learner is not None  # steps >= 1 (IQLConfig.validate)
     seconds = time.perf_counter() - started
     for index in range(len(task.seeds)):
@@ -133,14 +173,9 @@ def execute(task: RunTask, arrays: Any) -> Iterator[Event]:
         yield from _evaluate(task, learner, task.evaluation)
 
 
-def _evaluate(task: RunTask, learner: Any, plan: EvalPlan) -> Iterator[Event]:
-    """Every seed on the same tasks, all in lockstep (sim.evaluate_batch), greedy actions."""
+def _policy(task: RunTask, learner: Any) -> Any:
+    """The lockstep policy of a stack: greedy actions of every member (sim.evaluate_batch's signature)."""
     import torch
-
-    from rgvlm_core.sim.evaluate import EvalConfig
-    from rgvlm_core.sim.evaluate_batch import evaluate_members
-
-    k = len(task.seeds)
 
     def policy(observations: list[dict[str, Any]], masks: np.ndarray, members: np.ndarray) -> np.ndarray:
         states = torch.from_numpy(np.stack([np.asarray(o["state"], np.float32) for o in observations]))
@@ -152,15 +187,18 @@ def _evaluate(task: RunTask, learner: Any, plan: EvalPlan) -> Iterator[Event]:
         actions = learner.act(states, instr, torch.from_numpy(masks), members=torch.from_numpy(members))
         return actions.numpy()
 
+    return policy
+
+
+def _evaluate(task: RunTask, learner: Any, plan: EvalPlan) -> Iterator[Event]:
+    """Every seed on the same tasks, all in lockstep (sim.evaluate_batch), greedy actions."""
+    from rgvlm_core.sim.evaluate_batch import evaluate_members
+
+    k = len(task.seeds)
+    policy = _policy(task, learner)
     results: list[list[Any]] = [[] for _ in range(k)]
     done, total = 0, k * plan.episodes
-    for condition in plan.conditions:
-        config = EvalConfig(
-            lengths=plan.lengths,
-            episodes_per_length=plan.episodes_per_length,
-            condition=condition,  # type: ignore[arg-type]  # checked by EvalConfig
-            seed=plan.seed,
-        )
+    for config in plan.configs():
         for member, result in evaluate_members(policy, k, config):
             results[member].append(result)
             done += 1
@@ -168,23 +206,49 @@ def _evaluate(task: RunTask, learner: Any, plan: EvalPlan) -> Iterator[Event]:
                 yield Evaluating(done, total)
     yield Evaluating(total, total)
     for index, rows in enumerate(results):
-        rows.sort(key=lambda r: (r.condition, r.length, r.episode))
+        rows.sort(key=lambda r: (r.condition, r.phrasing, r.length, r.episode))
         yield Evaluated(index, rows)
+
+
+def _curve(task: RunTask, learner: Any, plan: EvalPlan) -> list[list[dict[str, Any]]]:
+    """Every seed of the stack on the learning curve's tasks: `curve_rows` per seed index."""
+    from rgvlm_core.sim.evaluate_batch import evaluate_members
+
+    k = len(task.seeds)
+    policy = _policy(task, learner)
+    results: list[list[Any]] = [[] for _ in range(k)]
+    for config in plan.configs(min(plan.curve_episodes, plan.episodes_per_length)):
+        for member, result in evaluate_members(policy, k, config):
+            results[member].append(result)
+    return [curve_rows(rows) for rows in results]
+
+
+def curve_rows(results: list[Any]) -> list[dict[str, Any]]:
+    """Evaluated episodes (sim.evaluate.EpisodeResult) aggregated per (condition, phrasing, length):
+    episodes, mean proportion of subtasks completed, share of tasks completed in full."""
+    groups: dict[tuple[str, str, int], list[Any]] = {}
+    for r in results:
+        groups.setdefault((r.condition, r.phrasing, r.length), []).append(r)
+    return [
+        {
+            "condition": condition,
+            "phrasing": phrasing,
+            "length": length,
+            "episodes": len(rows),
+            "proportion": float(np.mean([r.proportion for r in rows])),
+            "success": float(np.mean([r.success for r in rows])),
+        }
+        for (condition, phrasing, length), rows in sorted(groups.items())
+    ]
 
 
 def evaluation_embeddings(plan: EvalPlan, encoder: Any, cache_dir: Any) -> dict[str, np.ndarray]:
     """Embeddings of every instruction `plan`'s evaluation can show a policy (encoded once, cached)."""
     from rgvlm_core.rl.encoder import encode_cached
-    from rgvlm_core.sim.evaluate import EvalConfig, evaluation_instructions
+    from rgvlm_core.sim.evaluate import evaluation_instructions
 
     texts: list[str] = []
-    for condition in plan.conditions:
-        config = EvalConfig(
-            lengths=plan.lengths,
-            episodes_per_length=plan.episodes_per_length,
-            condition=condition,  # type: ignore[arg-type]
-            seed=plan.seed,
-        )
+    for config in plan.configs():
         texts += evaluation_instructions(config)
     unique = sorted(set(texts))
     vectors = encode_cached(encoder, unique, cache_dir)
@@ -197,6 +261,7 @@ def with_seed(config: IQLConfig, seed: int) -> IQLConfig:
 
 
 __all__ = [
+    "Curve",
     "EvalPlan",
     "Evaluated",
     "Evaluating",
@@ -205,6 +270,7 @@ __all__ = [
     "RunTask",
     "Started",
     "Trained",
+    "curve_rows",
     "evaluation_embeddings",
     "execute",
     "with_seed",

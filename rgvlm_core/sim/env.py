@@ -8,7 +8,9 @@ Observations: "state" (the symbolic vector of `encode`), "instruction" (the inst
 subtask not yet done; the last one once all are done) and, with `frames=True`, "frame" (the
 300x300 RGB view, without caption). Reward: the number of subtasks completed by the step (0 or 1
 in practice). Terminated when every subtask is done; truncated after twice the expert's plan length
-from the initial state (at least one step). Invalid actions leave the state unchanged, cost a step
+from the initial state (at least one step), or, with `subtask_budget=B`, after B steps spent on one
+subtask without completing it (the count restarts at each completion), so a task of any length gives
+each of its subtasks the same chance. Invalid actions leave the state unchanged, cost a step
 and say why in info["invalid"].
 
 Episode end: stepping after termination or truncation (or before the first reset) raises
@@ -97,7 +99,11 @@ class HouseholdEnv(gymnasium.Env[dict[str, Any], np.int64]):
         phrasing: Literal["seen", "unseen"] = "seen",
         max_subtasks: int = MAX_SUBTASKS,
         track_progress: bool = False,
+        subtask_budget: int | None = None,
     ) -> None:
+        if subtask_budget is not None and (not _is_int(subtask_budget) or subtask_budget < 1):
+            raise ValueError(f"subtask_budget={subtask_budget!r}: use a positive integer or None")
+        self.subtask_budget = None if subtask_budget is None else int(subtask_budget)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r} is not supported; use None or 'rgb_array'")
         if phrasing not in PHRASINGS:
@@ -121,6 +127,7 @@ class HouseholdEnv(gymnasium.Env[dict[str, Any], np.int64]):
         self._state: State | None = None
         self._done = 0  # subtasks completed so far
         self._steps = 0
+        self._subtask_steps = 0  # steps since the current subtask became current
         self._max_steps = 1
         self._expert_length = 0
         self._ended = True
@@ -143,7 +150,8 @@ class HouseholdEnv(gymnasium.Env[dict[str, Any], np.int64]):
 
     @property
     def max_steps(self) -> int:
-        """The step limit of this episode: twice the expert's plan length at reset, at least 1."""
+        """The step limit of this episode without a subtask budget: twice the expert's plan length at
+        reset, at least 1."""
         return self._max_steps
 
     @property
@@ -180,6 +188,7 @@ class HouseholdEnv(gymnasium.Env[dict[str, Any], np.int64]):
         self._expert_length = len(remaining)
         self._max_steps = max(1, 2 * self._expert_length)
         self._steps, self._ended, self._last_action = 0, False, None
+        self._subtask_steps = 0
         return self._observation(), self._info(
             invalid=None, made_progress=False if self.track_progress else None
         )
@@ -203,13 +212,17 @@ class HouseholdEnv(gymnasium.Env[dict[str, Any], np.int64]):
         self._steps += 1
         self._last_action = a
         completed = self._done - done_before
+        self._subtask_steps = 0 if completed else self._subtask_steps + 1
         made_progress: bool | None = None
         if self.track_progress:
             after = self._remaining_length()
             shorter = before is not None and after is not None and after < before
             made_progress = completed > 0 or shorter
         terminated = self._done == len(task)
-        truncated = not terminated and self._steps >= self._max_steps
+        if self.subtask_budget is None:
+            truncated = not terminated and self._steps >= self._max_steps
+        else:
+            truncated = not terminated and self._subtask_steps >= self.subtask_budget
         self._ended = terminated or truncated
         info = self._info(invalid=invalid, made_progress=made_progress)
         return self._observation(), float(completed), terminated, truncated, info

@@ -52,6 +52,13 @@ class EvalConfig:
         default="unseen",
         metadata={"help": "Instruction phrasings: 'unseen' = held out from training data (evaluation)."},
     )
+    subtask_budget: int | None = field(
+        default=None,
+        metadata={
+            "help": "Steps each subtask may take before the episode is cut off (None: twice the expert's "
+            "plan for the whole task)."
+        },
+    )
 
     def __post_init__(self) -> None:
         lengths = tuple(self.lengths)
@@ -68,6 +75,8 @@ class EvalConfig:
             raise UsageError(f"seed={self.seed!r}: give a non-negative integer")
         if self.phrasing not in PHRASINGS:
             raise UsageError(f"phrasing={self.phrasing!r}: use 'seen' or 'unseen'")
+        if self.subtask_budget is not None and (not _is_int(self.subtask_budget) or self.subtask_budget < 1):
+            raise UsageError(f"subtask_budget={self.subtask_budget!r}: give a positive integer or None")
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,8 @@ class EpisodeResult:
     steps: int
     condition: str
     seed: int
+    phrasing: str = "unseen"
+    first_kind: str | None = None  # the kind of the task's first subtask (Pickup, Put, ...)
 
     @property
     def proportion(self) -> float:
@@ -130,10 +141,15 @@ def evaluate(
     built on that env (e.g. `expert_policy(env)`); its phrasing must be the config's.
     """
     if env is None:
-        env = HouseholdEnv(phrasing=config.phrasing)
+        env = make_env(config)
     elif env.phrasing != config.phrasing:
         raise UsageError(
             f"the env uses {env.phrasing!r} phrasing but the config asks for {config.phrasing!r}"
+        )
+    elif env.subtask_budget != config.subtask_budget:
+        raise UsageError(
+            f"the env's subtask budget is {env.subtask_budget!r}, "
+            f"the config asks for {config.subtask_budget!r}"
         )
     if not callable(policy) and policy not in POLICY_NAMES:
         raise UsageError(f"policy={policy!r}: use one of {list(POLICY_NAMES)} or a callable")
@@ -142,6 +158,11 @@ def evaluate(
         result = run_episode(env, act, length, episode, config.condition, seed)
         logger.debug("eval episode %s/%s: %s/%s", length, episode, result.completed, result.n_subtasks)
         yield result
+
+
+def make_env(config: EvalConfig) -> HouseholdEnv:
+    """The environment an evaluation of `config` runs in (its phrasing and step budget)."""
+    return HouseholdEnv(phrasing=config.phrasing, subtask_budget=config.subtask_budget)
 
 
 def episodes(config: EvalConfig) -> Iterator[tuple[int, int, int]]:
@@ -162,7 +183,7 @@ def evaluation_instructions(config: EvalConfig) -> list[str]:
     observation's instruction is always one of `env.task.instructions`. A driver embeds these once and
     ships the vectors to workers, which then need no text encoder.
     """
-    env = HouseholdEnv(phrasing=config.phrasing)
+    env = make_env(config)
     seen: dict[str, None] = {}
     for length, _, seed in episodes(config):
         start_episode(env, length, config.condition, seed)
@@ -225,6 +246,8 @@ def episode_result(
         steps=steps,
         condition=condition,
         seed=seed,
+        phrasing=env.phrasing,
+        first_kind=task.subtasks[0].kind,
     )
 
 

@@ -27,7 +27,15 @@ import numpy as np
 
 from rgvlm_core.errors import UsageError
 from rgvlm_core.sim.env import HouseholdEnv
-from rgvlm_core.sim.evaluate import EpisodeResult, EvalConfig, Policy, episode_result, episodes, start_episode
+from rgvlm_core.sim.evaluate import (
+    EpisodeResult,
+    EvalConfig,
+    Policy,
+    episode_result,
+    episodes,
+    make_env,
+    start_episode,
+)
 from rgvlm_core.sim.world import N_ACTIONS
 
 logger = logging.getLogger(__name__)
@@ -140,7 +148,7 @@ def _fill(
         if job is None:
             return
         member, length, episode, seed = job
-        env = spare.pop() if spare else HouseholdEnv(phrasing=config.phrasing)
+        env = spare.pop() if spare else make_env(config)
         obs, info = start_episode(env, length, config.condition, seed)
         live.append(_Live(env, member, length, episode, seed, obs, info))
 
