@@ -62,3 +62,19 @@ def test_without_deviations_suboptimal_behaves_like_the_expert() -> None:
     quiet = BehaviourConfig(detour=0, wrong_object=0, undo=0, failed_attempt=0)
     task, s = sample_task(rng, 5)
     assert rollout(task, s, "suboptimal", rng, quiet).tokens == rollout(task, s, "expert", rng).tokens
+
+
+def test_a_suboptimal_excursion_never_leads_into_a_state_the_task_cannot_be_completed_from() -> None:
+    # The 10/60/30 mix of `rgvlm sim generate --seed 11` drew, for episode 430, a wrong-object excursion
+    # that left no Potato to put away: the expert found no plan and generation crashed.
+    from rgvlm_core.sim.behaviour import BehaviourConfig, rollout
+    from rgvlm_core.sim.expert import plan
+    from rgvlm_core.sim.scenes import sample_task
+    from rgvlm_core.sim.tasks import progress
+
+    rng = np.random.default_rng([11, 430])
+    task, state = sample_task(rng, 6, phrasing="seen")
+    result = rollout(task, state, "suboptimal", rng, BehaviourConfig())
+    assert result.completed == len(task.subtasks)
+    for step in result.steps:  # every state on the way still has a plan for the rest of the task
+        plan(step.state, task, progress(step.state, task, step.subtask_index))

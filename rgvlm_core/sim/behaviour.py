@@ -10,13 +10,14 @@ got shorter, or a subtask was completed): the ground truth that reward labels ar
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
 from rgvlm_core.sim.catalog import LAMPS, OPENABLE, fits
-from rgvlm_core.sim.expert import plan
+from rgvlm_core.sim.expert import PlanningError, plan
 from rgvlm_core.sim.tasks import Task, progress
 from rgvlm_core.sim.world import ACTION_TOKENS, ACTIONS, HELD, State, action_index, apply, valid_mask
 
@@ -89,7 +90,7 @@ def rollout(
     while done < n and len(out.steps) < cap and len(out.steps) < stop_at:
         remaining = plan(s, task, done)
         if not queue:
-            queue = _choose(s, remaining, style, rng, config)
+            queue = _choose(s, remaining, style, rng, config, lambda s2: _solvable(s2, task, done))
         if style == "failed" and _would_finish(s, task, done, queue[0]):
             break  # a failed episode never completes its task
         a = queue.pop(0)
@@ -116,15 +117,31 @@ def rollout(
     return out
 
 
+def _solvable(s: State, task: Task, done: int) -> bool:
+    """Whether the expert can still complete the task from `s` (an excursion must not lead into a dead
+    end: a suboptimal demonstration wanders, it does not make the task impossible)."""
+    try:
+        plan(s, task, progress(s, task, done))
+    except PlanningError:
+        return False
+    return True
+
+
 def _would_finish(s: State, task: Task, done: int, a: int) -> bool:
     s2, err = apply(s, a)
     return err is None and progress(s2, task, done) == len(task.subtasks)
 
 
 def _choose(
-    s: State, remaining: list[int], style: Style, rng: np.random.Generator, c: BehaviourConfig
+    s: State,
+    remaining: list[int],
+    style: Style,
+    rng: np.random.Generator,
+    c: BehaviourConfig,
+    solvable: Callable[[State], bool],
 ) -> list[int]:
-    """The next action(s): the expert's move, or a suboptimal excursion that returns to it."""
+    """The next action(s): the expert's move, or a suboptimal excursion that returns to it (one that
+    would pass through a state the task cannot be completed from is replaced by the expert's move)."""
     expert = [remaining[0]]
     if style == "expert":
         return expert
@@ -137,17 +154,17 @@ def _choose(
     ):
         if roll < p:
             excursion = make(s, remaining, rng)
-            if excursion and _runs(s, excursion[:-1] if make is _failed_attempt else excursion):
+            if excursion and _runs(s, excursion[:-1] if make is _failed_attempt else excursion, solvable):
                 return excursion
             return expert
         roll -= p
     return expert
 
 
-def _runs(s: State, actions: list[int]) -> bool:
+def _runs(s: State, actions: list[int], solvable: Callable[[State], bool]) -> bool:
     for a in actions:
         s, err = apply(s, a)
-        if err is not None:
+        if err is not None or not solvable(s):
             return False
     return True
 
