@@ -200,7 +200,8 @@ def test_the_finished_runs_appear_with_their_curves_in_their_methods_colours(
     runs = runs_table(reader)
     colours = method_colours(methods_in_order(reader))
     reader.close()
-    assert sorted(runs["method"]) == sorted([f"sparse+rgvlm:{labels}", BC])
+    # the method names the mapping the page chose (cost, the default), as the stored source does
+    assert sorted(runs["method"]) == sorted([f"sparse+rgvlm:{labels}@cost", BC])
     shown = next(df.value for df in at.dataframe if "method" in df.value.columns)
     assert list(shown["run_id"]) == list(runs["run_id"])
     q_traces = _curve_traces(at)  # the default metric: the q loss, which behaviour cloning does not have
@@ -236,7 +237,11 @@ def test_the_record_shown_for_a_run_is_what_it_stored(
     assert shown["provenance"]["label_run.prompt_id"] == labelled["prompt_id"] == DEFAULT_PROMPT.prompt_id
     assert shown["provenance"]["label_run.prompt_id"] == provenance["label_run"]["prompt_id"]
     assert shown["provenance"]["versions.torch"] == provenance["versions"]["torch"]
-    assert shown["spec"]["reward"] == f"sparse+rgvlm:{labels}" and shown["spec"]["failed"] == "sparse"
+    assert (
+        shown["spec"]["reward"] == f"sparse+rgvlm:{labels}@cost"
+        and shown["spec"]["vlm_reward"] == "cost"
+        and shown["spec"]["failed"] == "sparse"
+    )
     for column in ("config", "spec", "dataset", "provenance"):
         flat = tw.flatten(json.loads(stored[column]))
         assert shown[column] == {f: tw.shown_value(v) for f, v in flat}

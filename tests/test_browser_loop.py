@@ -72,7 +72,13 @@ def test_relabel_train_and_compare_without_a_terminal(sample_ws) -> None:  # typ
         page.wait_for_timeout(1_000)
         names = set(legend.evaluate_all("els => els.map(e => e.textContent)"))
         page.screenshot(path=str(ARTIFACTS / "loop-compare.png"), full_page=True)
-    assert {"Sparse", "RG-VLM (noisy)", "Sparse+RG-VLM (noisy)", "Expert", "Behaviour cloning"} <= names
+    assert {
+        "Sparse",
+        "RG-VLM (noisy, cost)",
+        "Sparse+RG-VLM (noisy, cost)",
+        "Expert",
+        "Behaviour cloning",
+    } <= names
     jobs = sorted(list_jobs(sample_ws), key=lambda j: j.started_at)
     assert [j.args[0] for j in jobs] == ["label", "experiment"] and all(j.status == "done" for j in jobs)
     assert "--noise" in jobs[0].args and jobs[0].args[jobs[0].args.index("--noise") + 1] == "0.2"

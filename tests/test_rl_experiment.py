@@ -32,7 +32,7 @@ def rgvlm(ws_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def expected_by_length(ws_root: Path, run_ids: list[str]) -> pd.DataFrame:
+def expected_by_length(ws_root: Path, run_ids: list[str], phrasing: str = "unseen") -> pd.DataFrame:
     """The paper's metric computed straight from the stored rows, independently of rgvlm_core.compare."""
     import duckdb
 
@@ -41,8 +41,8 @@ def expected_by_length(ws_root: Path, run_ids: list[str]) -> pd.DataFrame:
     con = duckdb.connect()
     per_run = con.execute(
         "SELECT run_id, condition, length, avg(completed / n_subtasks) AS p "
-        "FROM read_parquet(?) WHERE run_id IN (SELECT unnest(?)) AND phrasing = 'unseen' GROUP BY ALL",
-        [files, run_ids],
+        "FROM read_parquet(?) WHERE run_id IN (SELECT unnest(?)) AND phrasing = ? GROUP BY ALL",
+        [files, run_ids, phrasing],
     ).df()
     return per_run
 
@@ -80,6 +80,17 @@ def test_the_cli_experiment_writes_a_report_whose_numbers_equal_the_store(sample
     assert again.returncode == 0, again.stderr
     listed = rgvlm(sample_ws.root, "train-runs", "--json")
     assert listed.stdout.count('"run_id"') == 6
+    # the report of the seen phrasings shows exactly their numbers
+    seen = sample_ws.root / "seen.html"
+    wrote = rgvlm(sample_ws.root, "report", "smoke", "--phrasing", "seen", "-o", str(seen))
+    assert wrote.returncode == 0, wrote.stderr
+    rows = pd.read_csv(seen.with_suffix(".csv"))
+    rows = rows[rows["kind"] == "seed"]
+    truth = expected_by_length(sample_ws.root, runs, "seen")
+    merged = rows.merge(truth, on=["run_id", "condition", "length"])
+    assert len(merged) == len(truth) and (merged["proportion"] - merged["p"]).abs().max() < 1e-12
+    bad = rgvlm(sample_ws.root, "report", "smoke", "--phrasing", "heard", "-o", str(seen))
+    assert bad.returncode == 1 and "--phrasing must be unseen or seen, got 'heard'" in bad.stderr
 
 
 def test_an_unknown_method_is_refused_before_anything_is_stored(sample_ws) -> None:  # type: ignore[no-untyped-def]

@@ -185,10 +185,19 @@ def report_cmd(
     out: Path = typer.Option(
         Path("report.html"), "--out", "-o", help="HTML file to write (and a .csv beside)."
     ),
+    phrasing: str = typer.Option(
+        None,
+        "--phrasing",
+        help="Instruction phrasing the report shows: unseen (held out; the default when evaluated) or seen.",
+    ),
 ) -> None:
     """Write the self-contained HTML report of an experiment's finished runs."""
+    from rgvlm_core.errors import UsageError
+
+    if phrasing not in (None, "unseen", "seen"):
+        raise UsageError(f"--phrasing must be unseen or seen, got {phrasing!r}")
     check_report_path(out)
-    _write(open_workspace(create=False), experiment_id, out)
+    _write(open_workspace(create=False), experiment_id, out, phrasing)
 
 
 def check_report_path(out: Path) -> None:
@@ -224,7 +233,7 @@ def experiments(as_json: bool = typer.Option(False, "--json", help="Print a JSON
         )
 
 
-def _write(ws: Workspace, experiment_id: str, out: Path) -> None:
+def _write(ws: Workspace, experiment_id: str, out: Path, phrasing: str | None = None) -> None:
     import json
 
     from rgvlm_core.report import write_report
@@ -241,7 +250,7 @@ def _write(ws: Workspace, experiment_id: str, out: Path) -> None:
             "settings": json.loads(about.get("config", "{}")),
         }
         html_path, csv_path = write_report(
-            reader, run_ids, out, title=f"RG-VLM Studio: {experiment_id}", about=settings
+            reader, run_ids, out, title=f"RG-VLM Studio: {experiment_id}", about=settings, phrasing=phrasing
         )
     finally:
         reader.close()
