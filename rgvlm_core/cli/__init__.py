@@ -11,7 +11,16 @@ from pathlib import Path
 
 import typer
 
-from rgvlm_core.cli import app_cmd, data_cmds, experiment_cmds, label_cmds, rl_cmds, sim_cmds, store_cmds
+from rgvlm_core.cli import (
+    app_cmd,
+    data_cmds,
+    experiment_cmds,
+    label_cmds,
+    reward_cmds,
+    rl_cmds,
+    sim_cmds,
+    store_cmds,
+)
 from rgvlm_core.cli.common import configure_logging, err_console, quiet_library_progress, set_workspace_path
 from rgvlm_core.errors import RGVLMError
 from rgvlm_core.redact import redact
@@ -48,6 +57,7 @@ sim_cmds.register(app)
 label_cmds.register(app)
 rl_cmds.register(app)
 experiment_cmds.register(app)
+reward_cmds.register(app)
 
 
 def main() -> None:
