@@ -1,4 +1,5 @@
-"""Audit: score distributions, agreement with the reference labeller, worst episodes, failures, comparison.
+"""Audit: score distributions, agreement with the reference labeller, worst episodes, failures, comparison,
+and the reward sanity check (does a reward keep the task's optimal policy?).
 
 One dataset at a time (simulator and ALFRED episodes are never mixed): the dataset and the open tab
 live in the URL.
@@ -6,6 +7,7 @@ live in the URL.
 
 import streamlit as st
 
+from rgvlm_app import audit_reward_check as rc
 from rgvlm_app import audit_widgets as aw
 from rgvlm_app.audit_worst import worst_episodes
 from rgvlm_app.home_widgets import dataset_name
@@ -49,7 +51,7 @@ yardstick = reference if reference != run else None  # the reference, unless it 
 name = md_escape(dataset_name(dataset))
 
 # Tabs run lazily: only the open one computes (first render stays fast on large workspaces).
-agreement_tab, completion_tab, worst_tab, failures_tab, compare_tab = aw.lazy_tabs()
+agreement_tab, completion_tab, worst_tab, failures_tab, compare_tab, reward_tab = rc.tabs()
 with agreement_tab:
     if agreement_tab.open and yardstick is not None:
         aw.agreement_section(reader, run, yardstick, dataset)
@@ -77,3 +79,6 @@ with compare_tab:
         aw.comparison_section(reader, run_a, run_b, colours, dataset)
     elif compare_tab.open:
         st.info(f"Comparing needs two label runs that labelled {name}.")
+with reward_tab:
+    if reward_tab.open:
+        rc.reward_check_section(reader)
