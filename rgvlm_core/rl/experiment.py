@@ -268,7 +268,9 @@ def plan_tasks(
     `--stack K` (and the default on a GPU, where batching pays: ceil(runs / (4 x workers)) seeds, split
     evenly, e.g. 5 seeds as 3 + 2) trades that for fewer, larger tasks. Workers 0 (a cluster of unknown
     size): one seed per task. Tasks are ordered by cost (seeds; behaviour cloning at `BC_COST`), largest
-    first, so the small ones fill the gaps at the end.
+    first, so the small ones fill the gaps at the end; among equals, round-robin over the methods (every
+    method's first task, then every method's second...), so a long experiment stopped part-way has
+    every method at about the same number of seeds, ready for paired comparison.
     """
     if stack is not None and stack < 1:
         raise UsageError(f"stack={stack}: give at least 1 seed per task")
@@ -279,7 +281,8 @@ def plan_tasks(
     by_method: dict[tuple[str, str], list[int]] = {}
     for method, source, seed in cells:
         by_method.setdefault((method, source), []).append(seed)
-    tasks = []
+    tasks: list[RunTask] = []
+    rank: list[int] = []  # each task's position among its method's tasks
     for (method, source), seeds in by_method.items():
         task_config = replace(config, beta=0.0 if method == BC else config.beta)
         # an explicit --stack is taken as given (5 seeds by 2: 2 + 2 + 1); the default splits evenly
@@ -293,8 +296,13 @@ def plan_tasks(
         for length in sizes:
             group, at = tuple(seeds[at : at + length]), at + length
             run_ids = tuple(run_name(experiment_id, method, seed) for seed in group)
+            rank.append(sum(t.method == method for t in tasks))
             tasks.append(RunTask(method, source, group, run_ids, task_config, evaluation, threads))
-    return sorted(tasks, key=lambda t: -len(t.seeds) * (BC_COST if t.config.beta == 0.0 else 1.0))
+    order = sorted(
+        range(len(tasks)),
+        key=lambda i: (-len(tasks[i].seeds) * (BC_COST if tasks[i].config.beta == 0.0 else 1.0), rank[i]),
+    )
+    return [tasks[i] for i in order]
 
 
 def _prepare(

@@ -1,0 +1,313 @@
+"""The fair comparison of issue 13, from data to the tables in docs: one script, fixed protocol.
+
+Protocol (fixed before any result was seen; docs/paper-comparison.md says why each choice):
+- Data: `rgvlm sim generate --episodes 1500 --seed 11 --randomized 0.5 --annotations 2` with two
+  quality mixes, 40/40/20 and 10/60/30 (expert / suboptimal / failed).
+- Labels: the reference labeller (ground truth, NOT an LVLM) with its progress answers, and its noisy
+  variant (flip 0.2, jitter 1.0) as the stand-in for an imperfect LVLM.
+- Methods: Sparse, behaviour cloning, and RG-VLM alone / Sparse+RG-VLM under each score mapping
+  (raw, cost, centred; shaped only with the sparse reward), each label run.
+- IQL: the paper.md defaults, unchanged (no hyper-parameter was chosen on any task); 10,000 updates;
+  seeds 0-4 for every method (paired).
+- Evaluation: `rgvlm experiment` defaults: 50 tasks per length, condition and phrasing, a budget of 6
+  steps per subtask, seen and unseen phrasings, evaluation seed 0 (the test split); a completion curve
+  every 2,000 updates on 5 tasks per length.
+
+Parts: `core` (the 40/40/20 mix; Sparse, BC and Sparse+RG-VLM with reference labels under raw, cost
+and shaped: what fits in about an hour on a 2-core machine) and `full` (everything above: about 8 hours
+there). A part reruns nothing already stored: an experiment of the same name resumes.
+
+usage: python scripts/fair_comparison.py ROOT [--part core|full] [--docs docs/fair-comparison]
+Writes ROOT/ws-<mix> workspaces, then DOCS/results.md (tables), DOCS/results.csv, DOCS/reward-check.json,
+DOCS/paired.png (the figure, drawn with Chromium when Playwright is installed) and DOCS/timing.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+MIXES = {
+    "40-40-20": "expert=0.4,suboptimal=0.4,failed=0.2",
+    "10-60-30": "expert=0.1,suboptimal=0.6,failed=0.3",
+}
+LABELS = {"reference": "reference", "noisy-0.2": "noisy-0.2"}
+STEPS, SEEDS = 10_000, 5
+CORE = ("sparse", "bc", "sparse+reference@raw", "sparse+reference@cost", "sparse+reference@shaped")
+
+
+def full_methods() -> tuple[str, ...]:
+    out = ["sparse", "bc"]
+    for run in LABELS:
+        out += [f"rgvlm:{run}@{m}" for m in ("raw", "cost", "centred")]
+        out += [f"sparse+rgvlm:{run}@{m}" for m in ("raw", "cost", "centred", "shaped")]
+    return tuple(out)
+
+
+PARTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "core": {"40-40-20": CORE},
+    "full": {mix: full_methods() for mix in MIXES},
+}
+MAPPINGS_CHECKED = ("sparse", "raw", "cost", "centred", "shaped")
+
+
+def rgvlm(ws: Path | None, *args: str, capture: bool = False) -> str:
+    command = ["rgvlm", *(["-w", str(ws)] if ws else []), *args]
+    print("+", " ".join(command), flush=True)
+    env = {**os.environ, "RGVLM_NO_SAMPLE": "1"}
+    done = subprocess.run(command, env=env, check=True, text=True, capture_output=capture)
+    return done.stdout if capture else ""
+
+
+def prepare(root: Path, mix: str) -> Path:
+    """Data, import and both label runs of a mix (each step skipped when already done)."""
+    data, ws = root / f"data-{mix}", root / f"ws-{mix}"
+    if not data.exists():
+        rgvlm(None, "sim", "generate", "--episodes", "1500", "--seed", "11", "--out", str(data), "--no-frames",
+              "--mix", MIXES[mix], "--randomized", "0.5", "--annotations", "2")  # fmt: skip
+    rgvlm(ws, "import", str(data))
+    rgvlm(ws, "label", "--labeller", "reference", "--name", "reference")
+    rgvlm(
+        ws, "label", "--labeller", "reference", "--noise", "0.2", "--noise-seed", "0", "--name", "noisy-0.2"
+    )
+    return ws
+
+
+def reward_checks(ws: Path) -> list[dict[str, Any]]:
+    """`rgvlm reward-check --json` of the sparse reward and of Sparse+RG-VLM under every mapping."""
+    out = []
+    for mapping in MAPPINGS_CHECKED:
+        source = ["--reward", "sparse"] if mapping == "sparse" else ["--reward", "sparse+reference"]
+        extra = [] if mapping == "sparse" else ["--vlm-reward", mapping]
+        out.append(json.loads(rgvlm(ws, "reward-check", *source, *extra, "--json", capture=True)))
+    return out
+
+
+def experiment(ws: Path, mix: str, methods: tuple[str, ...]) -> None:
+    rgvlm(ws, "experiment", "--name", f"fair-{mix}", "--seeds", str(SEEDS), "--steps", str(STEPS),
+          "--methods", ",".join(methods), "--curve-every", "2000", "--curve-episodes", "5",
+          "--log-every", "250", "--report", str(ws / f"fair-{mix}.html"))  # fmt: skip
+
+
+# -- tables ---------------------------------------------------------------------------------------
+def _ci(mean: float, low: float, high: float) -> str:
+    return f"{mean:.3f}" if pd.isna(low) else f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def tables(ws: Path, mix: str, methods: tuple[str, ...]) -> tuple[str, pd.DataFrame]:
+    """The markdown tables of one mix's experiment (both phrasings) and its per-seed rows."""
+    from rgvlm_core import compare
+    from rgvlm_core.report import build_comparison
+    from rgvlm_core.rl.experiment import experiment_run_ids
+    from rgvlm_core.workspace import Workspace
+
+    reader = Workspace.open(ws).reader()
+    try:
+        run_ids = experiment_run_ids(reader, f"fair-{mix}")
+        lines, frames = [f"## Data mix {mix} (expert / suboptimal / failed, %)", ""], []
+        for phrasing in ("unseen", "seen"):
+            c = build_comparison(reader, run_ids, phrasing=phrasing)
+            frames.append(c.seeds.assign(mix=mix, phrasing=phrasing))
+            order = [m for m in compare.methods_in_order(reader) if m in set(c.summary["method"])]
+            lines += (
+                _length_tables(c, order, phrasing) + _paired_table(c, phrasing) + _success_table(c, order)
+            )
+            if phrasing == "unseen":
+                lines += _kind_table(c) + _curve_table(c)
+    finally:
+        reader.close()
+    return "\n".join(lines), pd.concat(frames, ignore_index=True)
+
+
+def _length_tables(c: Any, order: list[str], phrasing: str) -> list[str]:
+    from rgvlm_core.compare import method_label
+
+    out = []
+    for condition in ("default", "randomized"):
+        rows = c.summary[c.summary["condition"] == condition]
+        seeds = c.seeds[c.seeds["condition"] == condition]
+        out += [f"**{condition} initial states, {phrasing} phrasings**: proportion of subtasks completed, "
+                "mean over seeds [95% CI]", "",
+                "| method | " + " | ".join(f"{n} subtask{'s' if n > 1 else ''}" for n in range(1, 7))
+                + " | mean of the 6 lengths [95% CI] |",
+                "| --- " * 8 + "|"]  # fmt: skip
+        for method in order:
+            cells = rows[rows["method"] == method].set_index("length")
+            per = seeds[seeds["method"] == method].groupby("train_seed")["proportion"].mean().to_numpy()
+            from rgvlm_core.compare import ci95_half_width
+
+            half = ci95_half_width(per) if len(per) > 1 else float("nan")
+            mean = float(per.mean()) if len(per) else float("nan")
+            row = [_ci(r["mean"], r["ci_low"], r["ci_high"]) if (r := _get(cells, n)) is not None else "-"
+                   for n in range(1, 7)]  # fmt: skip
+            out.append(
+                f"| {method_label(method)} | "
+                + " | ".join(row)
+                + f" | {_ci(mean, mean - half, mean + half)} |"
+            )
+        out.append("")
+    return out
+
+
+def _get(cells: pd.DataFrame, n: int) -> Any:
+    return cells.loc[n] if n in cells.index else None
+
+
+def _paired_table(c: Any, phrasing: str) -> list[str]:
+    from rgvlm_core.compare import method_label
+    from rgvlm_core.compare_fair import MEAN_OVER_LENGTHS
+
+    rows = c.paired[c.paired["length"] == MEAN_OVER_LENGTHS] if not c.paired.empty else c.paired
+    if rows.empty:
+        return []
+    out = [f"**Difference from Sparse, paired by seed ({phrasing} phrasings)**: mean over the 6 lengths of "
+           "(method - Sparse), paired 95% CI", "", "| method | default | randomized |", "| --- | --- | --- |"]  # fmt: skip
+    for method, group in rows.groupby("method", sort=False):
+        cells = {r["condition"]: f"{r['mean']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+                 + (" *" if r["excludes_zero"] else "") for _, r in group.iterrows()}  # fmt: skip
+        out.append(
+            f"| {method_label(method)} | {cells.get('default', '-')} | {cells.get('randomized', '-')} |"
+        )
+    return [*out, "", "(* the interval excludes 0)", ""]
+
+
+def _success_table(c: Any, order: list[str]) -> list[str]:
+    from rgvlm_core.compare import method_label
+
+    s = c.success
+    out = ["**Full-task success rate** (all lengths, mean over seeds [95% CI])", "",
+           "| method | default | randomized |", "| --- | --- | --- |"]  # fmt: skip
+    for method in order:
+        rows = s[s["method"] == method].set_index("condition")
+        cells = [_ci(r["mean"], r["ci_low"], r["ci_high"]) if (r := _get(rows, k)) is not None else "-"
+                 for k in ("default", "randomized")]  # fmt: skip
+        out.append(f"| {method_label(method)} | " + " | ".join(cells) + " |")
+    return [*out, ""]
+
+
+def _kind_table(c: Any) -> list[str]:
+    from rgvlm_core.compare import method_label
+
+    k = c.kinds
+    if k.empty:
+        return []
+    kinds = sorted(set(k["first_kind"]))
+    out = ["**By kind of first subtask** (unseen phrasings, both conditions; mean over seeds)", "",
+           "| method | " + " | ".join(kinds) + " |", "| --- " * (len(kinds) + 1) + "|"]  # fmt: skip
+    for method, group in k.groupby("method", sort=False):
+        values = group.groupby("first_kind")["mean"].mean()
+        out.append(
+            f"| {method_label(method)} | "
+            + " | ".join(f"{values.get(x, float('nan')):.3f}" for x in kinds)
+            + " |"
+        )
+    return [*out, ""]
+
+
+def _curve_table(c: Any) -> list[str]:
+    from rgvlm_core.compare import method_label
+
+    cv = c.curves
+    if cv.empty:
+        return []
+    cv = cv[cv["condition"] == "default"]
+    steps = sorted(set(cv["step"]))
+    out = ["**Completion against training updates** (default states, unseen phrasings, mean over seeds; the "
+           "checkpoints before the last meet 5 tasks per length, the last is the final evaluation)", "",
+           "| method | " + " | ".join(str(s) for s in steps) + " |", "| --- " * (len(steps) + 1) + "|"]  # fmt: skip
+    for method, group in cv.groupby("method", sort=False):
+        values = group.set_index("step")["mean"]
+        out.append(
+            f"| {method_label(method)} | "
+            + " | ".join(f"{values.get(s, float('nan')):.3f}" for s in steps)
+            + " |"
+        )
+    return [*out, ""]
+
+
+def figure(ws: Path, mix: str, out: Path) -> bool:
+    """The paired-difference chart as a PNG, drawn by Chromium (False where Playwright is missing)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return False
+    import plotly.io as pio
+
+    from rgvlm_core.charts_compare import paired_figure  # type: ignore[attr-defined]
+    from rgvlm_core.report import build_comparison
+    from rgvlm_core.rl.experiment import experiment_run_ids
+    from rgvlm_core.workspace import Workspace
+
+    reader = Workspace.open(ws).reader()
+    try:
+        c = build_comparison(reader, experiment_run_ids(reader, f"fair-{mix}"), phrasing="unseen")
+        fig = paired_figure(c.paired, c.colours)
+    finally:
+        reader.close()
+    html = out.with_suffix(".html")
+    html.write_text(
+        pio.to_html(fig, include_plotlyjs=True, full_html=True, default_width=1000, default_height=500)
+    )
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync"])  # fmt: skip
+        page = browser.new_page(viewport={"width": 1020, "height": 520})
+        page.goto(html.as_uri())
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(out))
+        browser.close()
+    html.unlink()
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--part", choices=sorted(PARTS), default="core")
+    parser.add_argument("--docs", type=Path, default=Path("docs/fair-comparison"))
+    args = parser.parse_args()
+    args.root.mkdir(parents=True, exist_ok=True)
+    args.docs.mkdir(parents=True, exist_ok=True)
+    timing: dict[str, float] = {}
+    checks: dict[str, Any] = {}
+    sections, frames = [], []
+    for mix, methods in PARTS[args.part].items():
+        t0 = time.perf_counter()
+        ws = prepare(args.root, mix)
+        timing[f"{mix}: data and labels"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        checks[mix] = reward_checks(ws)
+        timing[f"{mix}: reward checks"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        experiment(ws, mix, methods)
+        timing[f"{mix}: experiment"] = time.perf_counter() - t0
+        text, seeds = tables(ws, mix, methods)
+        sections.append(text)
+        frames.append(seeds)
+        figure(ws, mix, args.docs / f"paired-{mix}.png")
+    header = [f"# Fair comparison: results (part `{args.part}`)", "",
+              "Written by `python scripts/fair_comparison.py ROOT --part " + args.part + "`; every number "
+              "below is computed from the stored evaluations. docs/paper-comparison.md reads them.", ""]  # fmt: skip
+    took = [f"- {k}: {v / 60:.1f} min" for k, v in timing.items()]
+    (args.docs / f"results-{args.part}.md").write_text(
+        "\n".join([*header, "Time taken:", *took, "", *sections])
+    )
+    pd.concat(frames, ignore_index=True).to_csv(args.docs / f"results-{args.part}.csv", index=False)
+    (args.docs / f"reward-check-{args.part}.json").write_text(json.dumps(checks, indent=1))
+    (args.docs / f"timing-{args.part}.json").write_text(json.dumps(timing, indent=1))
+    print(f"wrote {args.docs}/results-{args.part}.md ({sum(timing.values()) / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
