@@ -71,8 +71,8 @@ def prepare(root: Path, mix: str) -> Path:
     """Data, import and both label runs of a mix (each step skipped when already done)."""
     data, ws = root / f"data-{mix}", root / f"ws-{mix}"
     if not data.exists():
-        rgvlm(None, "sim", "generate", "--episodes", "1500", "--seed", "11", "--out", str(data), "--no-frames",
-              "--mix", MIXES[mix], "--randomized", "0.5", "--annotations", "2")  # fmt: skip
+        rgvlm(None, "sim", "generate", "--episodes", "1500", "--seed", "11", "--out", str(data),
+              "--no-frames", "--mix", MIXES[mix], "--randomized", "0.5", "--annotations", "2")  # fmt: skip
     rgvlm(ws, "import", str(data))
     rgvlm(ws, "label", "--labeller", "reference", "--name", "reference")
     rgvlm(
@@ -169,7 +169,8 @@ def _paired_table(c: Any, phrasing: str) -> list[str]:
     if rows.empty:
         return []
     out = [f"**Difference from Sparse, paired by seed ({phrasing} phrasings)**: mean over the 6 lengths of "
-           "(method - Sparse), paired 95% CI", "", "| method | default | randomized |", "| --- | --- | --- |"]  # fmt: skip
+           "(method - Sparse), paired 95% CI", "",
+           "| method | default | randomized |", "| --- | --- | --- |"]  # fmt: skip
     for method, group in rows.groupby("method", sort=False):
         cells = {r["condition"]: f"{r['mean']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
                  + (" *" if r["excludes_zero"] else "") for _, r in group.iterrows()}  # fmt: skip
@@ -222,7 +223,8 @@ def _curve_table(c: Any) -> list[str]:
     steps = sorted(set(cv["step"]))
     out = ["**Completion against training updates** (default states, unseen phrasings, mean over seeds; the "
            "checkpoints before the last meet 5 tasks per length, the last is the final evaluation)", "",
-           "| method | " + " | ".join(str(s) for s in steps) + " |", "| --- " * (len(steps) + 1) + "|"]  # fmt: skip
+           "| method | " + " | ".join(str(s) for s in steps) + " |",
+           "| --- " * (len(steps) + 1) + "|"]  # fmt: skip
     for method, group in cv.groupby("method", sort=False):
         values = group.set_index("step")["mean"]
         out.append(
@@ -298,7 +300,8 @@ def main() -> None:
         figure(ws, mix, args.docs / f"paired-{mix}.png")
     header = [f"# Fair comparison: results (part `{args.part}`)", "",
               "Written by `python scripts/fair_comparison.py ROOT --part " + args.part + "`; every number "
-              "below is computed from the stored evaluations. docs/paper-comparison.md reads them.", ""]  # fmt: skip
+              "below is computed from the stored evaluations. docs/paper-comparison.md reads them.",
+              ""]  # fmt: skip
     took = [f"- {k}: {v / 60:.1f} min" for k, v in timing.items()]
     (args.docs / f"results-{args.part}.md").write_text(
         "\n".join([*header, "Time taken:", *took, "", *sections])
