@@ -45,11 +45,14 @@ def compare_rows(
     last: int,
     current: int | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per step from `first` to `last`: each run's score and own score, B − A, each reason.
+    """One row per step from `first` to `last`: each run's score and own score, its progress answer (when
+    the run asked the progress question), B − A, each reason.
 
     labels: per chosen run (A, then B), its effective labels of this episode.
     """
     by_step = [{r["t"]: r for r in (run or [])} for run in labels]
+    # a run asked the progress question shows its answers (how far the subtask is done after the step)
+    asked = [any(r.get("progress") is not None for r in steps.values()) for steps in by_step]
     rows = []
     for t in range(max(first, 0), min(last, ep.n_steps - 1) + 1):
         marker = CURRENT if t == current else ""
@@ -58,6 +61,9 @@ def compare_rows(
         for letter, label in zip(LETTERS, found, strict=False):
             row[f"{letter} score"] = label["score"] if label else None
             row[f"{letter} run score"] = label["run_score"] if label else None
+        for letter, label, shown in zip(LETTERS, found, asked, strict=False):
+            if shown:
+                row[f"{letter} progress"] = label.get("progress") if label else None
         if len(found) == 2:
             a, b = row["A score"], row["B score"]
             row[DIFF] = b - a if a is not None and b is not None else None
@@ -146,6 +152,9 @@ def _analysis(
     if seg["status"] == "failed":
         st.caption("Why the segment failed")
         st.code(seg["error"] or "(no error recorded)", language="text", wrap_lines=True)
+    elif (seg["error"] or "").startswith("progress:"):
+        st.caption("Scores kept; the progress answer was unusable, so it is stored as missing")
+        st.code(seg["error"], language="text", wrap_lines=True)
     if seg["raw"]:
         with st.expander("Stage-two answer as received"):
             st.code(seg["raw"], language="text", wrap_lines=True)

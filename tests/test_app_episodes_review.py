@@ -98,7 +98,7 @@ def test_one_table_aligns_both_runs_by_step_with_scores_difference_and_reasons(
     add_override(ws, runs[0], EPISODE, 6, 1, "the knife is not in the sink")
     at = open_page(monkeypatch, ws, episode=EPISODE, step="7", run=runs[0], vs=runs[1])
     table = side_table(at)
-    scores = ["A score", "A run score", "B score", "B run score", "B − A"]
+    scores = ["A score", "A run score", "B score", "B run score", "A progress", "B progress", "B − A"]
     assert list(table.columns) == [" ", "step", "action", *scores, "A reason", "B reason"]
     reader = ws.reader()
     a = {r["t"]: r for r in effective_labels(reader, runs[0], [EPISODE]).to_pylist()}
@@ -109,6 +109,8 @@ def test_one_table_aligns_both_runs_by_step_with_scores_difference_and_reasons(
         t = int(row["step"])
         assert (row["A score"], row["B score"]) == (str(a[t]["score"]), str(b[t]["score"]))
         assert row["A run score"] == str(a[t]["run_score"])
+        # the reference runs answer the progress question; an override changes scores, never progress
+        assert (row["A progress"], row["B progress"]) == (str(a[t]["progress"]), str(b[t]["progress"]))
         diff = b[t]["score"] - a[t]["score"]
         assert row["B − A"] == (f"{diff:+d}" if diff else "0")
         assert row["B reason"] == md_escape(b[t]["reason"] or "")
