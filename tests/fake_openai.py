@@ -149,6 +149,16 @@ def wants_scores(body: dict[str, Any]) -> bool:
     return image_count(body) == 0 and '"scores"' in _last_user_text(body)
 
 
+def wants_progress(body: dict[str, Any]) -> bool:
+    """Whether a stage-two request asks the progress question: its schema's per-step entries have a
+    `progress` property, or (unconstrained) its prompt asks for a "progress" key."""
+    scores = _scores_schema(body)
+    entries = (scores.get("properties") or {}).values() if _keyed_steps(scores) is not None else []
+    if any("progress" in (e.get("properties") or {}) for e in entries if isinstance(e, dict)):
+        return True
+    return "response_format" not in body and '"progress"' in _last_user_text(body)
+
+
 def step_numbers(body: dict[str, Any]) -> list[int]:
     """The steps a scoring request covers (see the module docstring for the rule)."""
     scores = _scores_schema(body)
@@ -181,6 +191,9 @@ def scores_json(body: dict[str, Any], scores: list[int]) -> str:
         keyed = {
             str(t): {"score": score, "reason": "fake reason"} for t, score in zip(steps, scores, strict=False)
         }
+        if wants_progress(body):  # the progress question: how far the subtask is done after each step
+            for i, entry in enumerate(keyed.values()):
+                entry["progress"] = round(10 * (i + 1) / len(keyed))
         return json.dumps({"scores": keyed})
     items = _scores_schema(body).get("items") or {}
     props = items.get("properties") or {}

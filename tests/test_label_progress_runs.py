@@ -351,3 +351,13 @@ def test_prompts_add_takes_the_flag_from_the_json_that_prompts_show_prints(sampl
     doc.write_text(json.dumps({"ask_progress": "yes"}))
     refused = runner.invoke(app, [*ws, "prompts", "add", str(doc), "--note", "typo"])
     assert "ask_progress must be true or false, got 'yes'" in str(refused.exception)
+
+
+def test_the_fake_servers_default_answer_carries_progress_when_the_schema_asks_it(sample_ws) -> None:  # type: ignore[no-untyped-def]
+    # the fake speaks the protocol a constraining server would: every field the schema requires
+    with FakeOpenAI() as fake:
+        args = lvlm_label_args(fake.base_url, "default-asks", "--progress", "--limit", "1")
+        result = CliRunner().invoke(app, ["-w", str(sample_ws.root), "label", *args])
+    assert result.exit_code == 0, result.output
+    labels = _labels(sample_ws, "default-asks")
+    assert labels and all(r["progress"] is not None and 1 <= r["progress"] <= 10 for r in labels)
