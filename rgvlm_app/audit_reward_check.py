@@ -177,19 +177,24 @@ def solve_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def example_link(doc: dict[str, Any]) -> None:
-    """A link to the data's worst detour (the non-expert segment that beats its kind's experts most)."""
+    """A link to the non-expert segment that beats its kind's mean expert return by most: a paid detour
+    when the others earn more than the experts, else only a short segment (said as such)."""
     example, worst = doc["example_episode"], (doc["returns"] or {}).get("worst_offender")
     if example is None or worst is None:
         st.caption("No non-expert segment earns more than the mean expert return of its kind.")
         return
+    returns = doc["returns"]
+    paid = returns["other_return"] > returns["expert_return"]
+    lead = "Example of a paid detour" if paid else "The non-expert segment furthest above its kind's experts"
+    steps = f"{worst['steps']} step" + ("" if worst["steps"] == 1 else "s")
     params = {"episode": example["episode"], "step": str(example["step"])}
     if example.get("run"):
         params["run"] = example["run"]
     st.page_link(
         EPISODES_PAGE,
         label=(
-            f"Example: a {md_escape(worst['behaviour'])} {md_escape(worst['kind'])} segment earning "
-            f"{worst['return']:.2f} in {worst['steps']} steps (experts: {worst['expert_mean_of_kind']:.2f})"
+            f"{lead}: a {md_escape(worst['behaviour'])} {md_escape(worst['kind'])} segment earning "
+            f"{worst['return']:.2f} in {steps} (experts: {worst['expert_mean_of_kind']:.2f})"
         ),
         icon=":material/movie:",
         query_params=params,

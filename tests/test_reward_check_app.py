@@ -67,6 +67,7 @@ def test_the_tab_flags_raw_as_paying_loops_and_links_the_worst_detour(
     [link] = [link.proto for link in at.get("page_link") if link.proto.page == "episodes"]
     query = {k: v[0] for k, v in parse_qs(link.query_string).items()}
     assert set(query) == {"episode", "step", "run"} and query["run"] == reference
+    assert link.label.startswith("Example of a paid detour: a ")
 
 
 def test_cost_is_shown_as_keeping_completion_optimal_and_results_are_kept_per_choice(
@@ -79,6 +80,8 @@ def test_cost_is_shown_as_keeping_completion_optimal_and_results_are_kept_per_ch
     at.button(key=rc.RUN).click().run()
     assert not at.exception, at.exception
     assert any("keeps completion optimal" in s.value for s in at.success)
+    labels = [link.proto.label for link in at.get("page_link") if link.proto.page == "episodes"]
+    assert all("paid detour" not in label for label in labels)  # cost pays the experts more
     at.selectbox(key=rc.MAPPING).set_value("raw").run()  # back: the session still holds raw's result
     assert any("pays loops" in e.value for e in at.error)
     assert at.button(key=rc.RUN).label == "Run the check again"
