@@ -51,7 +51,7 @@ yardstick = reference if reference != run else None  # the reference, unless it 
 name = md_escape(dataset_name(dataset))
 
 # Tabs run lazily: only the open one computes (first render stays fast on large workspaces).
-agreement_tab, completion_tab, worst_tab, failures_tab, compare_tab, reward_tab = rc.tabs()
+agreement_tab, completion_tab, worst_tab, failures_tab, compare_tab, reward_tab = aw.lazy_tabs()
 with agreement_tab:
     if agreement_tab.open and yardstick is not None:
         aw.agreement_section(reader, run, yardstick, dataset)

@@ -8,12 +8,10 @@ in the session per (source, mapping, lambda, tasks per length): the solve takes 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import streamlit as st
 
-from rgvlm_app import audit_widgets as aw
 from rgvlm_app.text import md_code, md_escape
 from rgvlm_core.errors import RGVLMError
 from rgvlm_core.labeling.rewards import DEFAULT_MAPPING, MAPPING_HELP, MAPPINGS
@@ -42,11 +40,6 @@ HONEST = (
     f"The solve's scorer is {SCORER}: a label run's own scores exist only on the data's steps, which "
     "part (a) measures. So (b) judges the mapping, (a) the labels."
 )
-
-
-def tabs() -> Sequence[Any]:
-    """The Audit page's tabs with this one last (the open one kept in the URL, as `aw.lazy_tabs`)."""
-    return st.tabs([*aw.TABS, TAB_NAME], key=aw.TAB, on_change="rerun", bind="query-params")
 
 
 def init_state() -> None:

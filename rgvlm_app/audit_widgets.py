@@ -167,7 +167,14 @@ def run_select(label: str, key: str, run_ids: list[str], default: str) -> str:
     return str(st.selectbox(label, run_ids, key=key))
 
 
-TABS = ("Agreement", "Scored high vs completed", "Worst episodes", "Failures", "Compare two runs")
+TABS = (
+    "Agreement",
+    "Scored high vs completed",
+    "Worst episodes",
+    "Failures",
+    "Compare two runs",
+    "Reward check",
+)
 
 
 def lazy_tabs() -> Sequence[Any]:
