@@ -24,6 +24,9 @@ fi
 rgvlm -w "$ws" import "$data"
 rgvlm -w "$ws" label --labeller reference --name reference
 rgvlm -w "$ws" label --labeller reference --noise 0.2 --noise-seed 0 --name noisy-0.2
+# the first comparison's protocol (before issue 13): score/10, a budget per task, 20 tasks, held-out phrasings
+# (its terminal trajectory ends are not an option any more: cut-off trajectories now bootstrap)
 rgvlm -w "$ws" experiment --name paper-comparison --seeds "$seeds" --steps "$steps" -k 20 \
+  --vlm-reward raw --subtask-budget 0 --phrasings unseen \
   --methods sparse,rgvlm:reference,sparse+rgvlm:reference,rgvlm:noisy-0.2,sparse+rgvlm:noisy-0.2,bc \
   --report "$ws/paper-comparison.html"
