@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from playwright.sync_api import expect
+
 from rgvlm_core.jobs import Job, list_jobs, read_log
 from tests.browser_support import ARTIFACTS, chromium_page, streamlit_app
 
@@ -26,7 +28,9 @@ def _assert_row_shows(page: Any, job: Job) -> str:
     row.get_by_text(f"finished {job.finished_at}", exact=True).wait_for(timeout=30_000)
     head = row.locator("p").filter(has=page.locator("code")).first.inner_text()
     assert head.split("·")[0].split()[-1] == job.status == "done", head
-    assert row.get_by_role("button", name="Cancel").count() == 0
+    # the finished row replaces the running one; on a busy machine Streamlit may still show the running
+    # row's elements (stale) for a moment, so wait for the Cancel button to go rather than look once
+    expect(row.get_by_role("button", name="Cancel")).to_have_count(0, timeout=30_000)
     row.get_by_text("Log", exact=True).click()
     shown = row.locator('[data-testid="stCode"]').inner_text()
     log = [line.strip() for line in read_log(job, 4000).splitlines()]

@@ -91,7 +91,8 @@ def test_an_experiment_stores_both_phrasings_and_a_completion_curve(sample_ws) -
     assert sum(r["n"] for r in results) == 2 * 6 * 2 and all(r["first_kind"] for r in results)
     # checkpoints at 4 and 8 updates on 1 task per length; the final policy (10) on all 2 per length
     assert [(r["step"], r["phrasing"], r["episodes"]) for r in curve] == [
-        (4, "seen", 6), (4, "unseen", 6), (8, "seen", 6), (8, "unseen", 6), (10, "seen", 12), (10, "unseen", 12)
+        (4, "seen", 6), (4, "unseen", 6), (8, "seen", 6), (8, "unseen", 6),
+        (10, "seen", 12), (10, "unseen", 12),
     ]  # fmt: skip
     # the curve's last point is the final evaluation (mean of per-length means = overall mean here)
     assert [r["p"] for r in curve[-2:]] == pytest.approx([r["p"] for r in final])

@@ -24,7 +24,12 @@ from rgvlm_core.rl.work import EvalPlan, RunTask  # noqa: E402
 pytestmark = pytest.mark.slow
 CPUS = 2
 GRID = ExperimentSpec(
-    methods=("sparse", "bc"), seeds=(0, 1), encoder="hash", episodes_per_length=1, conditions=("default",)
+    methods=("sparse", "bc"),
+    seeds=(0, 1),
+    encoder="hash",
+    episodes_per_length=1,
+    conditions=("default",),
+    phrasings=("unseen",),
 )
 SMALL = IQLConfig(steps=20, hidden=16, batch_size=32, log_every=10)
 

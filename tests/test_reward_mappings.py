@@ -101,7 +101,7 @@ def test_raw_pays_a_loop_and_cost_does_not() -> None:
 
 
 def test_unknown_and_unusable_mappings_are_refused_by_name() -> None:
-    with pytest.raises(UsageError, match="'squared'.*raw, cost, centred, shaped"):
+    with pytest.raises(UsageError, match=r"'squared'.*raw, cost, centred, shaped"):
         check_mapping("squared")
     with pytest.raises(UsageError, match="shaped mapping reshapes the sparse reward"):
         check_mapping("shaped", with_sparse=False)

@@ -178,8 +178,8 @@ def test_mappings_are_named_in_the_source_and_computed_from_the_scores(labelled)
     raw = build_dataset(reader, parse_reward_source(f"rgvlm:{clean}@raw", reader), HashEncoder())
     cost_source = parse_reward_source(f"sparse+rgvlm:{clean}", reader, mapping="cost")
     cost = build_dataset(reader, cost_source, HashEncoder())
-    centred = build_dataset(reader, parse_reward_source(f"sparse+rgvlm:{clean}@centred", reader, mapping="cost"),
-                            HashEncoder())  # fmt: skip
+    centred_source = parse_reward_source(f"sparse+rgvlm:{clean}@centred", reader, mapping="cost")
+    centred = build_dataset(reader, centred_source, HashEncoder())
     default = parse_reward_source("sparse+reference", reader)
     reader.close()
     assert cost_source.text == f"sparse+rgvlm:{clean}@cost" and cost.info["vlm_reward"] == "cost"
@@ -217,6 +217,6 @@ def test_unusable_mappings_are_refused_naming_the_fix(labelled) -> None:  # type
     })  # fmt: skip
     reader = ws.reader()
     source = parse_reward_source("sparse+rgvlm:noprogress@shaped", reader)
-    with pytest.raises(RGVLMError, match="no progress answers.*--progress"):
+    with pytest.raises(RGVLMError, match=r"no progress answers.*--progress"):
         build_dataset(reader, source, HashEncoder())
     reader.close()

@@ -9,6 +9,7 @@ got shorter, or a subtask was completed): the ground truth that reward labels ar
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -90,7 +91,8 @@ def rollout(
     while done < n and len(out.steps) < cap and len(out.steps) < stop_at:
         remaining = plan(s, task, done)
         if not queue:
-            queue = _choose(s, remaining, style, rng, config, lambda s2: _solvable(s2, task, done))
+            solvable = functools.partial(_solvable, task=task, done=done)
+            queue = _choose(s, remaining, style, rng, config, solvable)
         if style == "failed" and _would_finish(s, task, done, queue[0]):
             break  # a failed episode never completes its task
         a = queue.pop(0)

@@ -277,11 +277,12 @@ class Workspace:
                 spec = TABLES.get(name)
                 if spec is None or state.schema_version >= spec.version:
                     continue
-                missing = [v for v in range(state.schema_version, spec.version) if (name, v) not in MIGRATIONS]
+                steps = range(state.schema_version, spec.version)
+                missing = [v for v in steps if (name, v) not in MIGRATIONS]
                 if missing:
                     raise WorkspaceError(
-                        f"table {name!r} has schema v{state.schema_version} and no migration from v{missing[0]}; "
-                        "re-import it into a new workspace"
+                        f"table {name!r} has schema v{state.schema_version} and no migration from "
+                        f"v{missing[0]}; re-import it into a new workspace"
                     )
             for name, state in snap.tables.items():
                 spec = TABLES.get(name)
