@@ -14,8 +14,10 @@ Protocol (fixed before any result was seen; docs/paper-comparison.md says why ea
   every 2,000 updates on 5 tasks per length.
 
 Parts: `core` (the 40/40/20 mix; Sparse, BC and Sparse+RG-VLM with reference labels under raw, cost
-and shaped: what fits in about an hour on a 2-core machine) and `full` (everything above: about 8 hours
-there). A part reruns nothing already stored: an experiment of the same name resumes.
+and shaped: what fits in about an hour on a 2-core machine), `lowexpert` (the 10/60/30 mix; Sparse and
+Sparse+RG-VLM with reference labels under cost and shaped) and `full` (everything above: about 8 hours
+there). A part reruns nothing already stored: an experiment of the same name resumes; tasks run
+round-robin over methods, so a part stopped early has every method at about the same number of seeds.
 
 usage: python scripts/fair_comparison.py ROOT [--part core|full] [--docs docs/fair-comparison]
 Writes ROOT/ws-<mix> workspaces, then DOCS/results.md (tables), DOCS/results.csv, DOCS/reward-check.json,
@@ -54,6 +56,8 @@ def full_methods() -> tuple[str, ...]:
 
 PARTS: dict[str, dict[str, tuple[str, ...]]] = {
     "core": {"40-40-20": CORE},
+    # the second question, fixed before the core part's results: does it hold with 10% expert data?
+    "lowexpert": {"10-60-30": ("sparse", "sparse+reference@cost", "sparse+reference@shaped")},
     "full": {mix: full_methods() for mix in MIXES},
 }
 MAPPINGS_CHECKED = ("sparse", "raw", "cost", "centred", "shaped")
