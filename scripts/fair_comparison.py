@@ -113,7 +113,7 @@ def tables(ws: Path, mix: str, methods: tuple[str, ...]) -> tuple[str, pd.DataFr
     from rgvlm_core.rl.experiment import experiment_run_ids
     from rgvlm_core.workspace import Workspace
 
-    reader = Workspace.open(ws).reader()
+    reader = Workspace.open(ws, create=False).reader()
     try:
         run_ids = experiment_run_ids(reader, f"fair-{mix}")
         lines, frames = [f"## Data mix {mix} (expert / suboptimal / failed, %)", ""], []
@@ -141,8 +141,8 @@ def _length_tables(c: Any, order: list[str], phrasing: str) -> list[str]:
         out += [f"**{condition} initial states, {phrasing} phrasings**: proportion of subtasks completed, "
                 "mean over seeds [95% CI]", "",
                 "| method | " + " | ".join(f"{n} subtask{'s' if n > 1 else ''}" for n in range(1, 7))
-                + " | mean of the 6 lengths [95% CI] |",
-                "| --- " * 8 + "|"]  # fmt: skip
+                + " | mean of the 6 lengths [95% CI] | seeds |",
+                "| --- " * 9 + "|"]  # fmt: skip
         for method in order:
             cells = rows[rows["method"] == method].set_index("length")
             per = seeds[seeds["method"] == method].groupby("train_seed")["proportion"].mean().to_numpy()
@@ -152,11 +152,8 @@ def _length_tables(c: Any, order: list[str], phrasing: str) -> list[str]:
             mean = float(per.mean()) if len(per) else float("nan")
             row = [_ci(r["mean"], r["ci_low"], r["ci_high"]) if (r := _get(cells, n)) is not None else "-"
                    for n in range(1, 7)]  # fmt: skip
-            out.append(
-                f"| {method_label(method)} | "
-                + " | ".join(row)
-                + f" | {_ci(mean, mean - half, mean + half)} |"
-            )
+            mean_cell = _ci(mean, mean - half, mean + half)
+            out.append(f"| {method_label(method)} | " + " | ".join(row) + f" | {mean_cell} | {len(per)} |")
         out.append("")
     return out
 
@@ -252,7 +249,7 @@ def figure(ws: Path, mix: str, out: Path) -> bool:
     from rgvlm_core.rl.experiment import experiment_run_ids
     from rgvlm_core.workspace import Workspace
 
-    reader = Workspace.open(ws).reader()
+    reader = Workspace.open(ws, create=False).reader()
     try:
         c = build_comparison(reader, experiment_run_ids(reader, f"fair-{mix}"), phrasing="unseen")
         fig = paired_figure(c.paired, c.colours)
@@ -282,6 +279,12 @@ def main() -> None:
     parser.add_argument("root", type=Path)
     parser.add_argument("--part", choices=sorted(PARTS), default="core")
     parser.add_argument("--docs", type=Path, default=Path("docs/fair-comparison"))
+    parser.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="Write the tables of what is stored now (a part stopped early says so: see the seeds column) "
+        "and train nothing.",
+    )
     args = parser.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
     args.docs.mkdir(parents=True, exist_ok=True)
@@ -289,15 +292,17 @@ def main() -> None:
     checks: dict[str, Any] = {}
     sections, frames = [], []
     for mix, methods in PARTS[args.part].items():
-        t0 = time.perf_counter()
-        ws = prepare(args.root, mix)
-        timing[f"{mix}: data and labels"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        checks[mix] = reward_checks(ws)
-        timing[f"{mix}: reward checks"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        experiment(ws, mix, methods)
-        timing[f"{mix}: experiment"] = time.perf_counter() - t0
+        ws = args.root / f"ws-{mix}"
+        if not args.tables_only:
+            t0 = time.perf_counter()
+            ws = prepare(args.root, mix)
+            timing[f"{mix}: data and labels"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            checks[mix] = reward_checks(ws)
+            timing[f"{mix}: reward checks"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            experiment(ws, mix, methods)
+            timing[f"{mix}: experiment"] = time.perf_counter() - t0
         text, seeds = tables(ws, mix, methods)
         sections.append(text)
         frames.append(seeds)
@@ -306,13 +311,16 @@ def main() -> None:
               "Written by `python scripts/fair_comparison.py ROOT --part " + args.part + "`; every number "
               "below is computed from the stored evaluations. docs/paper-comparison.md reads them.",
               ""]  # fmt: skip
-    took = [f"- {k}: {v / 60:.1f} min" for k, v in timing.items()]
+    took = [f"- {k}: {v / 60:.1f} min" for k, v in timing.items()] or [
+        "- (tables only: the experiment may be unfinished; each table's seeds say how many runs it has)"
+    ]
     (args.docs / f"results-{args.part}.md").write_text(
         "\n".join([*header, "Time taken:", *took, "", *sections])
     )
     pd.concat(frames, ignore_index=True).to_csv(args.docs / f"results-{args.part}.csv", index=False)
-    (args.docs / f"reward-check-{args.part}.json").write_text(json.dumps(checks, indent=1))
-    (args.docs / f"timing-{args.part}.json").write_text(json.dumps(timing, indent=1))
+    if not args.tables_only:
+        (args.docs / f"reward-check-{args.part}.json").write_text(json.dumps(checks, indent=1))
+        (args.docs / f"timing-{args.part}.json").write_text(json.dumps(timing, indent=1))
     print(f"wrote {args.docs}/results-{args.part}.md ({sum(timing.values()) / 60:.1f} min)")
 
 
