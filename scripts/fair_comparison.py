@@ -264,7 +264,7 @@ def figure(ws: Path, mix: str, out: Path) -> bool:
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync"])  # fmt: skip
         page = browser.new_page(viewport={"width": 1020, "height": 520})
-        page.goto(html.as_uri())
+        page.goto(html.resolve().as_uri())
         page.wait_for_timeout(1500)
         page.screenshot(path=str(out))
         browser.close()
