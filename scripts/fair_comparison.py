@@ -116,7 +116,10 @@ def tables(ws: Path, mix: str, methods: tuple[str, ...]) -> tuple[str, pd.DataFr
     reader = Workspace.open(ws, create=False).reader()
     try:
         run_ids = experiment_run_ids(reader, f"fair-{mix}")
-        lines, frames = [f"## Data mix {mix} (expert / suboptimal / failed, %)", ""], []
+        lines, frames = (
+            [f"## Data mix {mix} (expert / suboptimal / failed, %)", "", _took(reader, run_ids), ""],
+            [],
+        )
         for phrasing in ("unseen", "seen"):
             c = build_comparison(reader, run_ids, phrasing=phrasing)
             frames.append(c.seeds.assign(mix=mix, phrasing=phrasing))
@@ -125,7 +128,7 @@ def tables(ws: Path, mix: str, methods: tuple[str, ...]) -> tuple[str, pd.DataFr
                 _length_tables(c, order, phrasing) + _paired_table(c, phrasing) + _success_table(c, order)
             )
             if phrasing == "unseen":
-                lines += _kind_table(c) + _curve_table(c)
+                lines += _kind_table(c) + _object_table(c) + _curve_table(c)
     finally:
         reader.close()
     return "\n".join(lines), pd.concat(frames, ignore_index=True)
@@ -211,6 +214,59 @@ def _kind_table(c: Any) -> list[str]:
             + " | ".join(f"{values.get(x, float('nan')):.3f}" for x in kinds)
             + " |"
         )
+    return [*out, ""]
+
+
+def _took(reader: Any, run_ids: list[str]) -> str:
+    """How long the experiment's runs took, from the store: first start to last stored result."""
+    row = reader.rows(
+        "SELECT min(r.started_at) AS a, max(x.finished_at) AS b, count(*) AS n FROM train_runs r "
+        "JOIN experiment_runs x USING (run_id) WHERE r.run_id IN (SELECT unnest(?::VARCHAR[]))",
+        [run_ids],
+    )[0]
+    minutes = (row["b"] - row["a"]).total_seconds() / 60
+    return (
+        f"{row['n']} runs; from the first run's start to the last run's stored evaluation: {minutes:.0f} min."
+    )
+
+
+def _object_table(c: Any) -> list[str]:
+    """Proportion by the object of the task's first subtask (every simulator task starts with a Pickup, so
+    its kind says nothing; the object does: 5- and 6-subtask tasks start by picking up a knife)."""
+    from rgvlm_core.compare import method_label
+    from rgvlm_core.sim.evaluate import EvalConfig, make_env, start_episode
+
+    episodes = c.episodes[c.episodes["method"] != "expert"]
+    if episodes.empty:
+        return []
+    envs: dict[str, Any] = {}
+    first: dict[tuple[str, str, int, int], str] = {}
+    for key in (
+        episodes[["condition", "phrasing", "length", "episode_seed"]].drop_duplicates().itertuples(False)
+    ):
+        condition, phrasing, length, seed = key
+        env = envs.setdefault(phrasing, make_env(EvalConfig(phrasing=phrasing, subtask_budget=6)))
+        start_episode(env, int(length), condition, int(seed))
+        first[(condition, phrasing, int(length), int(seed))] = env.task.subtasks[0].obj
+    columns = [episodes[k] for k in ("condition", "phrasing", "length", "episode_seed")]
+    keys = zip(*columns, strict=True)
+    episodes = episodes.assign(first_object=[first[(c_, p_, int(n), int(e))] for c_, p_, n, e in keys])
+    knife = episodes["first_object"].str.contains("Knife")
+    episodes = episodes.assign(group=knife.map({True: "a knife", False: "anything else"}))
+    runs = episodes.groupby(["method", "run_id", "group"], as_index=False)["proportion"].mean()
+    counts = episodes[episodes["run_id"] == episodes["run_id"].iloc[0]].groupby("group").size()
+    knives, others = counts.get("a knife", 0), counts.get("anything else", 0)
+    out = [
+        "**By what the first subtask picks up** (unseen phrasings, both conditions, all lengths; mean over "
+        f"seeds; tasks per run: a knife {knives}, anything else {others})",
+        "",
+        "| method | a knife | anything else |",
+        "| --- | --- | --- |",
+    ]
+    for method, group in runs.groupby("method", sort=False):
+        means = group.groupby("group")["proportion"].mean()
+        cells = [f"{means.get(g, float('nan')):.3f}" for g in ("a knife", "anything else")]
+        out.append(f"| {method_label(method)} | " + " | ".join(cells) + " |")
     return [*out, ""]
 
 
