@@ -121,3 +121,10 @@ def test_no_generated_step_completes_two_subtasks_so_every_file_is_readable(tmp_
     assert len(written) == len(results) == 1500
     assert not [e for r in results for e in r.errors]
     assert all(s.sparse_reward <= 1 for r in results if r.trajectory for s in r.trajectory.steps)
+
+
+def test_the_manifest_command_reproduces_a_non_default_jpeg_quality() -> None:
+    from rgvlm_core.sim.generate import GenerateConfig, _command
+
+    assert "--jpeg-quality" not in _command(GenerateConfig(episodes=2))
+    assert _command(GenerateConfig(episodes=2, jpeg_quality=70)).endswith("--jpeg-quality 70")

@@ -31,6 +31,7 @@ def generate(
     ),
     split: str = typer.Option("train", "--split", help="Split folder to write into."),
     frames: bool = typer.Option(True, "--frames/--no-frames", help="Render raw_images/ (JPEG, 300x300)."),
+    jpeg_quality: int = typer.Option(80, "--jpeg-quality", min=1, max=95, help="JPEG quality of the frames."),
     workers: int = typer.Option(2, "--workers", min=1, help="Processes (the result does not depend on it)."),
 ) -> None:
     """Generate an ALFRED-format dataset (traj_data.json + raw_images/) of simulator episodes."""
@@ -49,6 +50,7 @@ def generate(
         annotations=annotations,
         frames=frames,
         split=split,
+        jpeg_quality=jpeg_quality,
     )
     _check_out_folder(out)
     steps = 0

@@ -333,4 +333,5 @@ def _command(config: GenerateConfig) -> str:
         f"--min-subtasks {config.min_subtasks} --max-subtasks {config.max_subtasks} "
         f"--randomized {config.randomized:g} --annotations {config.annotations} --split {config.split}"
         + ("" if config.frames else " --no-frames")
+        + (f" --jpeg-quality {config.jpeg_quality}" if config.frames and config.jpeg_quality != 80 else "")
     )
