@@ -234,6 +234,7 @@ def _object_table(c: Any) -> list[str]:
     """Proportion by the object of the task's first subtask (every simulator task starts with a Pickup, so
     its kind says nothing; the object does: 5- and 6-subtask tasks start by picking up a knife)."""
     from rgvlm_core.compare import method_label
+    from rgvlm_core.rl.config import SUBTASK_BUDGET
     from rgvlm_core.sim.evaluate import EvalConfig, make_env, start_episode
 
     episodes = c.episodes[c.episodes["method"] != "expert"]
@@ -245,7 +246,8 @@ def _object_table(c: Any) -> list[str]:
         episodes[["condition", "phrasing", "length", "episode_seed"]].drop_duplicates().itertuples(False)
     ):
         condition, phrasing, length, seed = key
-        env = envs.setdefault(phrasing, make_env(EvalConfig(phrasing=phrasing, subtask_budget=6)))
+        config = EvalConfig(phrasing=phrasing, subtask_budget=SUBTASK_BUDGET)
+        env = envs.setdefault(phrasing, make_env(config))
         start_episode(env, int(length), condition, int(seed))
         first[(condition, phrasing, int(length), int(seed))] = env.task.subtasks[0].obj
     columns = [episodes[k] for k in ("condition", "phrasing", "length", "episode_seed")]
