@@ -219,3 +219,13 @@ def plan_fraction(remaining: int, remaining_at_start: int) -> float:
     if remaining_at_start <= 0:
         return 1.0
     return min(1.0, max(0.0, 1.0 - remaining / remaining_at_start))
+
+
+def subtask_tokens(state: State, sub: SubtaskSpec) -> list[str]:
+    """The subgoal-level action tokens that complete `sub` from `state` (the low level walks them)."""
+    return _subtask(state, sub)
+
+
+def get_tokens(state: State, cls: str, flags: tuple[str, ...]) -> list[str]:
+    """Tokens that free the hands and pick up an object of `cls` with `flags` (wherever it is)."""
+    return _get(state, cls, flags, None, prefer_unmoved=False)

@@ -87,7 +87,7 @@ def build_scene(rng: np.random.Generator, room: str, task_type: str, b: Binding)
     required += [x for x in (b.m, b.knife) if x]
     for cls in dict.fromkeys(required):
         # enough distinct starting places for every required object, none of them the target
-        while len(_starts(cls, locations, b.r)) < required.count(cls):
+        while len(starts(cls, locations, b.r)) < required.count(cls):
             spare = [loc for loc in room_locations(room) if loc not in locations and fits(cls, loc)]
             locations.append(spare[int(rng.integers(len(spare)))])
     optional = [x for x in kind.optional if x not in locations]
@@ -96,7 +96,7 @@ def build_scene(rng: np.random.Generator, room: str, task_type: str, b: Binding)
     n_extra = int(rng.integers(EXTRA_OBJECTS[0], EXTRA_OBJECTS[1] + 1))
     extras = [str(x) for x in rng.choice(kind.objects, size=n_extra)]
     rng.shuffle(locations)
-    objects = _place(rng, required, extras, locations, avoid={b.o: b.r, (b.m or ""): b.r})
+    objects = place(rng, required, extras, locations, avoid={b.o: b.r, (b.m or ""): b.r})
     return State(room=room, locations=tuple(locations), objects=tuple(objects))
 
 
@@ -107,16 +107,16 @@ def _bindings(room: str, task_type: str, sliced: bool) -> list[Binding]:
     out = []
     for b in bindings(room, task_type, sliced):
         need = [b.o] * (2 if task_type == "pick_two_obj_and_place" else 1) + [x for x in (b.m, b.knife) if x]
-        if all(len(_starts(cls, every, b.r)) >= need.count(cls) for cls in need):
+        if all(len(starts(cls, every, b.r)) >= need.count(cls) for cls in need):
             out.append(b)
     return out
 
 
-def _starts(cls: str, locations: list[str], target: str) -> list[str]:
+def starts(cls: str, locations: list[str], target: str) -> list[str]:
     return [loc for loc in locations if loc not in LAMPS and loc != target and fits(cls, loc)]
 
 
-def _place(
+def place(
     rng: np.random.Generator,
     required: list[str],
     extras: list[str],

@@ -181,10 +181,19 @@ def room_locations(room: str) -> tuple[str, ...]:
     return kind.required + kind.optional
 
 
-def bindings(room: str, task_type: str, sliced: bool) -> list[Binding]:
-    """Every binding of classes that makes the chain possible in a room of this kind."""
+def bindings(
+    room: str,
+    task_type: str,
+    sliced: bool,
+    *,
+    locations: tuple[str, ...] | None = None,
+    objects: tuple[str, ...] | None = None,
+) -> list[Binding]:
+    """Every binding of classes that makes the chain possible in a room of this kind (or, given
+    `locations` and `objects`, in a room holding exactly those: a real floor plan)."""
     kind = ROOM_KINDS[room]
-    objects, locs = kind.objects, room_locations(room)
+    objects = kind.objects if objects is None else objects
+    locs = room_locations(room) if locations is None else locations
     out: list[Binding] = []
     lamps = [lamp for lamp in LAMPS if lamp in locs]
     knives: list[str | None] = [k for k in objects if k in KNIVES] if sliced else [None]
