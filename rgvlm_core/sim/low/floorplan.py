@@ -70,7 +70,7 @@ class Receptacle:
 class FloorPlan:
     """A floor plan: reachable cells, usable receptacles (one per class), other furniture, object classes.
 
-    Compared by identity and hashed by name: plans are immutable and cached, one object per name.
+    Equal when name, points and usable receptacles are (furniture is only drawn); hashed by name.
     """
 
     name: str
@@ -97,6 +97,13 @@ class FloorPlan:
 
     def __hash__(self) -> int:
         return hash(self.name)
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, FloorPlan):
+            return NotImplemented
+        return (self.name, self.cells, self.receptacles) == (other.name, other.cells, other.receptacles)
 
     @property
     def locations(self) -> tuple[str, ...]:
