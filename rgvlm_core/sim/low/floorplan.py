@@ -1,4 +1,4 @@
-"""Floor plans for the low-level household: ALFRED's real ones, read from its layout files, and generated ones.
+"""Floor plans of the low-level household: ALFRED's real ones, read from its layout files, and generated.
 
 A floor plan is a set of reachable points on ALFRED's 0.25 m grid and the receptacles the agent can use,
 each with the one pose (grid cell, heading, camera horizon) from which it is used. The symbolic world
@@ -160,7 +160,9 @@ def parse_floor_plans(text: str) -> tuple[int, ...]:
             ) from None
         for n in numbers:
             if room_of(n) is None:
-                raise UsageError(f"--floor-plans: {n} is not an ALFRED floor plan (1-30, 201-230, 301-330, 401-430)")
+                raise UsageError(
+                    f"--floor-plans: {n} is not an ALFRED floor plan (1-30, 201-230, 301-330, 401-430)"
+                )
         out += numbers
     if not out:
         raise UsageError("--floor-plans: name at least one floor plan")
@@ -198,7 +200,9 @@ def load_floor_plan(number: int, root: str | None = None) -> FloorPlan:
     if points.ndim != 2 or points.shape[1] != 2 or not len(points):
         raise UsageError(f"{paths['layout.npy']}: expected an N x 2 array of x, z points, got {points.shape}")
     cells = largest_component({(round(x / GRID), round(z / GRID)) for x, z in points.tolist()})
-    instances = [_posed(object_id, value, paths["openable.json"]) for object_id, value in sorted(openable.items())]
+    instances = [
+        _posed(object_id, value, paths["openable.json"]) for object_id, value in sorted(openable.items())
+    ]
     usable, furniture = _choose_instances(instances, cells)
     taken = {r.pose for r in usable}
     for cls in sorted(set(present) & USABLE - {r.cls for r in usable}):
@@ -244,11 +248,13 @@ def _posed(object_id: str, value: object, source: Path) -> Receptacle:
     parts = object_id.split("|")
     try:
         x, z = float(parts[1]), float(parts[3])
-        px, pz, rotation, horizon = (float(v) for v in value)  # type: ignore[union-attr]
+        px, pz, rotation, horizon = (float(v) for v in value)  # type: ignore[attr-defined]
     except (IndexError, ValueError, TypeError):
-        raise UsageError(f"{source}: {object_id!r}: expected Type|x|y|z -> [x, z, rotation, horizon]") from None
-    heading = int(round(rotation / 90.0)) % 4 * 90
-    pose = (round(px / GRID), round(pz / GRID), heading, int(round(horizon / 15.0)) * 15)
+        raise UsageError(
+            f"{source}: {object_id!r}: expected Type|x|y|z -> [x, z, rotation, horizon]"
+        ) from None
+    heading = round(rotation / 90.0) % 4 * 90
+    pose = (round(px / GRID), round(pz / GRID), heading, round(horizon / 15.0) * 15)
     return Receptacle(receptacle_class(object_id), object_id, x, z, pose)
 
 
@@ -317,7 +323,7 @@ def generated_floor_plan(rng: np.random.Generator, room: str, locations: tuple[s
         cells = {(x, z) for x in range(width) for z in range(depth)}
         if rng.random() < 0.5:
             w, d = int(rng.integers(2, 4)), int(rng.integers(2, 4))
-            x0, z0 = int(rng.integers(3, width - w - 2)), int(rng.integers(3, depth - d - 2))
+            x0, z0 = int(rng.integers(2, width - w - 1)), int(rng.integers(2, depth - d - 1))
             cells -= {(x, z) for x in range(x0, x0 + w) for z in range(z0, z0 + d)}
         frozen = frozenset(cells)
         walls = [(c, h) for c, h in edge_poses(frozen) if _on_wall(c, h, width, depth)]
@@ -346,6 +352,9 @@ def generated_floor_plan(rng: np.random.Generator, room: str, locations: tuple[s
 
 def _on_wall(cell: Cell, heading: int, width: int, depth: int) -> bool:
     x, z = cell
-    return (heading == 0 and z == depth - 1) or (heading == 180 and z == 0) or (
-        heading == 90 and x == width - 1
-    ) or (heading == 270 and x == 0)
+    return (
+        (heading == 0 and z == depth - 1)
+        or (heading == 180 and z == 0)
+        or (heading == 90 and x == width - 1)
+        or (heading == 270 and x == 0)
+    )

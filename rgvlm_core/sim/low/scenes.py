@@ -124,4 +124,3 @@ def randomize_low(s: LowState, rng: np.random.Generator) -> LowState:
     x, z = cells[int(rng.integers(len(cells)))]
     pose = (x, z, HEADINGS[int(rng.integers(len(HEADINGS)))], 30)
     return start(s.plan, replace(world, agent=None), pose)
-

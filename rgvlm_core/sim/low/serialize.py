@@ -37,7 +37,9 @@ def low_state_from_dict(doc: dict[str, Any]) -> LowState:
     world = state_from_dict(doc)
     pose = (x, z, heading, horizon)
     if world.agent != plan.front(pose):
-        raise ValueError(f"state says the agent faces {world.agent!r}, its pose {pose} faces {plan.front(pose)!r}")
+        raise ValueError(
+            f"state says the agent faces {world.agent!r}, its pose {pose} faces {plan.front(pose)!r}"
+        )
     return LowState(plan, world, pose)
 
 
@@ -53,7 +55,16 @@ def plan_to_string(plan: FloorPlan) -> str:
         bits |= 1 << ((z - z0) * w + (x - x0))
     grid = f"{x0},{z0},{w},{d},{bits:x}"
     recs = "|".join(
-        ",".join([r.cls, r.object_id.replace("|", "!"), f"{r.x:g}", f"{r.z:g}", *map(str, r.pose), str(int(r.posed))])
+        ",".join(
+            [
+                r.cls,
+                r.object_id.replace("|", "!"),
+                f"{r.x:g}",
+                f"{r.z:g}",
+                *map(str, r.pose),
+                str(int(r.posed)),
+            ]
+        )
         for r in plan.receptacles
     )
     start = ",".join(map(str, plan.start))
@@ -66,14 +77,14 @@ def plan_from_string(text: str) -> FloorPlan:
     name, room, start, grid, recs, objects = text.split(";")
     x0, z0, w, d, hexbits = grid.split(",")
     bits, x0i, z0i, wi, di = int(hexbits, 16), int(x0), int(z0), int(w), int(d)
-    cells = frozenset(
-        (x0i + k % wi, z0i + k // wi) for k in range(wi * di) if bits >> k & 1
-    )
+    cells = frozenset((x0i + k % wi, z0i + k // wi) for k in range(wi * di) if bits >> k & 1)
     receptacles = []
     for part in filter(None, recs.split("|")):
         cls, object_id, x, z, ix, iz, heading, horizon, posed = part.split(",")
         pose = (int(ix), int(iz), int(heading), int(horizon))
-        receptacles.append(Receptacle(cls, object_id.replace("!", "|"), float(x), float(z), pose, posed == "1"))
+        receptacles.append(
+            Receptacle(cls, object_id.replace("!", "|"), float(x), float(z), pose, posed == "1")
+        )
     sx, sz, sh, sv = (int(v) for v in start.split(","))
     return FloorPlan(
         name, room, cells, tuple(receptacles), (), tuple(filter(None, objects.split(","))), (sx, sz, sh, sv)
@@ -82,8 +93,16 @@ def plan_from_string(text: str) -> FloorPlan:
 
 def floor_plan_document(plan: FloorPlan) -> dict[str, Any]:
     """The whole floor plan, furniture included, as JSON (for frames and the player; not needed by rules)."""
+
     def rec(r: Receptacle) -> dict[str, Any]:
-        return {"class": r.cls, "object_id": r.object_id, "x": r.x, "z": r.z, "pose": list(r.pose), "posed": r.posed}
+        return {
+            "class": r.cls,
+            "object_id": r.object_id,
+            "x": r.x,
+            "z": r.z,
+            "pose": list(r.pose),
+            "posed": r.posed,
+        }
 
     return {
         "name": plan.name,

@@ -36,7 +36,7 @@ from rgvlm_core.sim.catalog import (
     SLICEABLE,
 )
 from rgvlm_core.sim.low.floorplan import FloorPlan, Pose
-from rgvlm_core.sim.low.nav import NAV_ACTIONS, N_NAV, navigator
+from rgvlm_core.sim.low.nav import N_NAV, NAV_ACTIONS, navigator
 from rgvlm_core.sim.tasks import SubtaskSpec, Task, is_done
 from rgvlm_core.sim.world import ACTION_INDEX as HIGH_INDEX
 from rgvlm_core.sim.world import State
@@ -149,8 +149,10 @@ def _change(w: State, place: str, able: frozenset[str], flag: str) -> State:
     objs = list(w.objects)
     for i, obj in enumerate(objs):
         if obj.cls in able and w.where(i) == place and not getattr(obj, flag):
-            other = {"hot": "cold", "cold": "hot"}.get(flag)
-            objs[i] = replace(obj, **{flag: True, **({other: False} if other else {})})
+            changes: dict[str, bool] = {flag: True}
+            if flag in ("hot", "cold"):
+                changes["cold" if flag == "hot" else "hot"] = False
+            objs[i] = replace(obj, **changes)  # type: ignore[arg-type]
     return replace(w, objects=tuple(objs))
 
 
