@@ -23,7 +23,8 @@ completed. It needs a re-plan after every step (about 50 us), so it is computed 
 
 Registration: importing this module registers "rgvlm/Household-v0" (one idempotent call at the
 bottom, Gymnasium's own convention), so `gymnasium.make("rgvlm/Household-v0")` works after
-`import rgvlm_core.sim.env`.
+`import rgvlm_core.sim.env`. Its entry point `make_household` takes `level`: "subgoal" (this env,
+the default) or "low" (`rgvlm_core.sim.low.env.LowHouseholdEnv`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from rgvlm_core.sim.world import ACTION_TOKENS, N_ACTIONS, State, apply, valid_m
 ENV_ID = "rgvlm/Household-v0"
 CONDITIONS: tuple[str, ...] = ("default", "randomized")
 PHRASINGS: tuple[str, ...] = ("seen", "unseen")
+LEVELS: tuple[str, ...] = ("subgoal", "low")  # action levels `make_household` builds
 FRAME_SHAPE = (300, 300, 3)
 RESET_OPTIONS = frozenset({"task", "state", "n_subtasks", "task_type", "room", "condition"})
 Condition = Literal["default", "randomized"]
@@ -328,10 +330,23 @@ def _is_int(x: object) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
+def make_household(level: str = "subgoal", **kwargs: Any) -> gymnasium.Env[dict[str, Any], np.int64]:
+    """The household env of an action `level`: "subgoal" (`HouseholdEnv`, the default) or "low"
+    (`rgvlm_core.sim.low.env.LowHouseholdEnv`, ALFRED's low-level actions on floor plans). The
+    registered entry point, so `gymnasium.make(ENV_ID, level="low", ...)` passes the rest on."""
+    if level == "subgoal":
+        return HouseholdEnv(**kwargs)
+    if level == "low":
+        from rgvlm_core.sim.low.env import LowHouseholdEnv  # imported here: the low env imports this module
+
+        return LowHouseholdEnv(**kwargs)
+    raise ValueError(f"level={level!r}: use one of {list(LEVELS)}")
+
+
 def register_envs() -> None:
     """Register rgvlm/Household-v0 with Gymnasium (once; later calls do nothing)."""
     if ENV_ID not in gymnasium.registry:
-        gymnasium.register(id=ENV_ID, entry_point="rgvlm_core.sim.env:HouseholdEnv")
+        gymnasium.register(id=ENV_ID, entry_point="rgvlm_core.sim.env:make_household")
 
 
 # Gymnasium's convention: importing the module that defines an env registers it. The one side effect.
