@@ -1,4 +1,4 @@
-"""Speed of the embedded simulator, against the targets of issue 3 (2-core machine).
+"""Speed of the embedded simulator, against the targets of issues 3 and 14 (2-core machine).
 
   - env steps/s without frames (random valid actions, resets included)      target >= 5,000
   - frames rendered per second (states from expert rollouts)                  target >= 200
@@ -7,7 +7,15 @@
 Baselines in the same process: the bare world rules (apply + valid_mask) for the env, and PIL's
 JPEG encoding of the same frames for the renderer.
 
-usage: python bench/sim.py [--episodes 2000] [--keep]
+The low level (`--level low`, issue 14), on ALFRED's floor plans from ../shared/alfred/layouts:
+  - expert steps per subtask, by subtask kind, over tasks of every posed length   target >= 10 on average
+  - the expert completes every task at every length on every floor plan given      target 100%
+  - env steps/s without frames                                                     target >= 20,000
+  - frames rendered per second                                                     target >= 1,000
+  - generating 2,000 low-level episodes with frames (2 workers)                   target <= 120 s
+With `--busy`, every figure is measured with a CPU-bound process running beside it.
+
+usage: python bench/sim.py [--level subgoal|low] [--episodes 2000] [--keep] [--busy]
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import argparse
 import io
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rgvlm_core.sim.behaviour import rollout
 from rgvlm_core.sim.env import HouseholdEnv
@@ -94,7 +104,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--episodes", type=int, default=2000)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--level", choices=("subgoal", "low"), default="subgoal")
+    ap.add_argument("--busy", action="store_true", help="measure beside a CPU-bound process")
     args = ap.parse_args()
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    try:
+        if args.level == "low":
+            from sim_low import main_low
+
+            main_low(args.episodes, args.keep)
+        else:
+            _main_subgoal(args)
+    finally:
+        if busy is not None:
+            busy.kill()
+
+
+def _main_subgoal(args: argparse.Namespace) -> None:
     env_rate, rules_rate = env_steps_per_s()
     print(
         f"env steps/s (no frames)          {env_rate:9,.0f}   bare rules {rules_rate:,.0f}/s "
