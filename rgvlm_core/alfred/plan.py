@@ -45,6 +45,7 @@ SUBTASK_KIND_OF: dict[str, str] = {
 }
 GOTO = "GotoLocation"
 NOOP = "NoOp"
+SUBGOAL, LOW = "subgoal", "low"  # the simulator's levels (rgvlm_sim.level)
 
 _NAVIGATION = frozenset(ALFRED_NAVIGATION)
 _INTERACTION = frozenset(ALFRED_INTERACTION)
@@ -66,6 +67,7 @@ class Plan:
     step_high_idxs: tuple[int, ...]  # high_idx of each low action
     tokens: tuple[str, ...]  # action token of each low action
     spans: tuple[SubtaskSpan, ...]
+    level: str = "subgoal"  # the simulator's level of the tokens: subgoal or low (ALFRED's own: subgoal)
 
     @property
     def n_described_subgoals(self) -> int:
@@ -85,20 +87,27 @@ def object_class(object_id: str) -> str:
     return parts[0]
 
 
-def parse_plan(plan: dict[str, Any], *, sim: bool = False) -> Plan:
+def parse_plan(plan: dict[str, Any], *, sim: bool = False, level: str | None = None) -> Plan:
     """Check `plan` and turn it into tokens and subtask spans (raises FieldError).
 
-    `sim`: the embedded simulator's plan: its low actions are subgoal-level tokens (see
-    SIM_VOCABULARY), and a failed episode may end before its last subtasks (left unreached).
+    `sim`: the embedded simulator's plan: a failed episode may end before its last subtasks (left
+    unreached), and its low actions are the simulator's tokens of `level`: "subgoal" (one subgoal per
+    subtask, tokens like GotoLocation(Fridge): sim.world.ACTION_TOKENS) or "low" (a GotoLocation
+    subgoal before each manipulation, ALFRED's own low actions: sim.low.world.ACTION_TOKENS). None:
+    read from the plan, low when it has GotoLocation subgoals (the subgoal level's generator writes
+    none); `build_steps` then checks it against the `rgvlm_sim` key's own level.
     """
     high_actions = _parse_high_pddl(list_member(plan, "high_pddl", "plan"))
     has_noop = high_actions[-1] == NOOP
     low_actions = list_member(plan, "low_actions", "plan")
     if not low_actions:
         raise FieldError("plan.low_actions", "empty array; expected at least one low-level action")
-    step_high_idxs, tokens = _parse_low_actions(low_actions, len(high_actions), sim)
+    if sim and level is None:
+        level = LOW if GOTO in high_actions else SUBGOAL
+    level = level or SUBGOAL
+    step_high_idxs, tokens = _parse_low_actions(low_actions, len(high_actions), level if sim else None)
     spans = plan_subtasks(high_actions, has_noop, step_high_idxs, allow_unreached=sim)
-    return Plan(high_actions, has_noop, step_high_idxs, tokens, spans)
+    return Plan(high_actions, has_noop, step_high_idxs, tokens, spans, level)
 
 
 def _parse_high_pddl(high_pddl: list[Any]) -> tuple[str, ...]:
@@ -130,9 +139,11 @@ def _parse_high_pddl(high_pddl: list[Any]) -> tuple[str, ...]:
 
 
 def _parse_low_actions(
-    low_actions: list[Any], n_high: int, sim: bool = False
+    low_actions: list[Any], n_high: int, sim: str | None = None
 ) -> tuple[tuple[int, ...], tuple[str, ...]]:
-    """high_idx and token of each low action; high_idx must be non-decreasing and below n_high."""
+    """high_idx and token of each low action; high_idx must be non-decreasing and below n_high.
+
+    `sim`: the simulator level whose tokens the actions are (None: ALFRED's own data)."""
     high_idxs: list[int] = []
     tokens: list[str] = []
     previous = 0
@@ -150,8 +161,8 @@ def _parse_low_actions(
                 f"plan.low_actions[{t}].discrete_action",
             )
         name = discrete.get("action")
-        if sim:
-            tokens.append(_sim_token(discrete, t))
+        if sim is not None:
+            tokens.append(_sim_token(discrete, t, sim))
         elif type(name) is str and name in _NAVIGATION:
             tokens.append(name)
         elif type(name) is str and name in _INTERACTION:
@@ -197,18 +208,34 @@ def _interaction_token(low: dict[str, Any], name: str, t: int) -> str:
     return token
 
 
-def _sim_token(discrete: dict[str, Any], t: int) -> str:
-    from rgvlm_core.sim.world import ACTION_INDEX
-
+def _sim_token(discrete: dict[str, Any], t: int, level: str) -> str:
+    """The simulator's token: `Verb(Arg)` from the action and its one argument; at the low level a
+    navigation action is its name alone (its args empty)."""
     field = f"plan.low_actions[{t}].discrete_action"
     args = discrete.get("args")
     name = discrete.get("action")
-    token = f"{name}({args[0]})" if type(args) is list and len(args) == 1 else repr(discrete)
-    if token not in ACTION_INDEX:
+    if type(args) is list and len(args) == 1:
+        token = f"{name}({args[0]})"
+    elif level == LOW and type(name) is str and args in ({}, [], None):
+        token = name
+    else:
+        token = repr(discrete)
+    if token not in _sim_index(level):
+        example = "MoveAhead_25 or PickupObject(Apple)" if level == LOW else "GotoLocation(Fridge)"
         raise FieldError(
-            field, f"unknown simulator action {short(token)}; expected e.g. GotoLocation(Fridge)"
+            field, f"unknown {level}-level simulator action {short(token)}; expected e.g. {example}"
         )
     return token
+
+
+def _sim_index(level: str) -> dict[str, int]:
+    if level == LOW:
+        from rgvlm_core.sim.low.world import ACTION_INDEX as LOW_INDEX
+
+        return LOW_INDEX
+    from rgvlm_core.sim.world import ACTION_INDEX
+
+    return ACTION_INDEX
 
 
 def plan_subtasks(
@@ -280,8 +307,14 @@ def build_steps(
     """One Step per low action, with sparse reward 1.0 on each subtask's last step.
 
     Simulator data carries its own completion-based rewards (a failed episode's unfinished subtask
-    earns nothing) and per-step validity, progress and state.
+    earns nothing) and per-step validity, progress and state; its level must be the plan's.
     """
+    if sim is not None and sim.level != plan.level:
+        raise FieldError(
+            "rgvlm_sim.level",
+            f"says {sim.level!r} but plan.high_pddl is a {plan.level}-level plan "
+            "(a low-level plan has a GotoLocation subgoal before each manipulation)",
+        )
     n = len(plan.tokens)
     subtask_of_step = [0] * n
     rewarded = set()

@@ -46,6 +46,7 @@ from rgvlm_core.sim.render_style import (
     OPEN_TAG,
     RGB,
     ROOM_TEXT,
+    RUN_GAP,
     TEXT,
     family,
     fit_text,
@@ -218,8 +219,12 @@ def _map_layout(plan: FloorPlan, furniture: tuple[Receptacle, ...]) -> tuple[Geo
 
 def _state_width(cls: str) -> int:
     """Room kept in a label for its widest state word, so labels stay put when states change."""
-    options = _state_words(cls, True, True)
-    return max((text_width(t, LABEL_SIZE) + 4 for t in options), default=0)
+    return _runs_width(_state_words(cls, True, True))
+
+
+def _runs_width(runs: tuple[str, ...]) -> int:
+    """Pixels that words take after a label's name, each after a gap (this font's space is too thin)."""
+    return sum(text_width(run, LABEL_SIZE) + RUN_GAP for run in runs)
 
 
 def _place(ax: int, ay: int, width: int, taken: list[Rect]) -> Rect:
@@ -292,15 +297,15 @@ def _floor(plan: FloorPlan, furniture: tuple[Receptacle, ...]) -> np.ndarray:
 
 
 def _state_words(cls: str, is_open: bool, is_on: bool) -> tuple[str, ...]:
-    """What a map label adds to the class name: only the states worth a look (open, on)."""
-    out = []
+    """The words a map label adds to the class name: only the states worth a look (open, on)."""
+    out: list[str] = []
     if cls in OPENABLE and is_open:
         out.append("open")
     if is_on and (cls in LAMPS or cls == "Microwave"):
         out.append("on")
     if is_on and cls == "SinkBasin":
-        out.append("faucet on")
-    return (" ".join(out),) if out else ()
+        out += ["faucet", "on"]
+    return tuple(out)
 
 
 @functools.lru_cache(maxsize=256)
@@ -308,7 +313,7 @@ def _label(cls: str, is_open: bool, is_on: bool) -> np.ndarray:
     """A receptacle's label: its class in words on its family's colour (yellow when on), "open"/"on"."""
     name = words(cls)
     extra = _state_words(cls, is_open, is_on)
-    width = text_width(name, LABEL_SIZE) + 6 + (text_width(extra[0], LABEL_SIZE) + 4 if extra else 0)
+    width = text_width(name, LABEL_SIZE) + 6 + _runs_width(extra)
     fill, ink, tag = family(cls).header, HEADER_TEXT, OPEN_TAG
     if is_on:
         fill, ink, tag = LAMP_ON, TEXT, TEXT
@@ -316,8 +321,10 @@ def _label(cls: str, is_open: bool, is_on: bool) -> np.ndarray:
     draw = ImageDraw.Draw(image)
     draw.rectangle((0, 0, width - 1, LABEL_H - 1), outline=(255, 255, 255))
     draw.text((3, 1), name, font=font(LABEL_SIZE), fill=ink)
-    if extra:
-        draw.text((7 + text_width(name, LABEL_SIZE), 1), extra[0], font=font(LABEL_SIZE), fill=tag)
+    x = 3 + text_width(name, LABEL_SIZE)
+    for run in extra:
+        draw.text((x + RUN_GAP, 1), run, font=font(LABEL_SIZE), fill=tag)
+        x += RUN_GAP + text_width(run, LABEL_SIZE)
     return _frozen(np.array(image))
 
 
@@ -377,8 +384,8 @@ def _front_strip(
         _put(strip, x + 4, 2, _word("nothing in reach", 11, TEXT))
         return _frozen(strip)
     x = _put(strip, x + 4, 2, _word(words(cls), 11, TEXT, bold=True))
-    for word, colour in status:
-        x = _put(strip, x + 5, 2, _word(word, 11, colour))
+    for k, (word, colour) in enumerate(status):
+        x = _put(strip, x + 5, 2, _word(word + ("," if k < len(status) - 1 else ""), 11, colour))
     if groups is None:
         _put(strip, 6, 19, _word("(closed: contents hidden)", 10, DIM_TEXT))
     elif not groups:
