@@ -58,12 +58,20 @@ def sample_task(
     r, t, sliced = of_type[int(rng.integers(len(of_type)))]
     candidates = _bindings(r, t, sliced)
     b = candidates[int(rng.integers(len(candidates)))]
+    task = make_task(rng, r, t, sliced, b, n_subtasks, phrasing)
+    return task, build_scene(rng, r, t, b)
+
+
+def make_task(
+    rng: np.random.Generator, room: str, t: str, sliced: bool, b: Binding, n_subtasks: int, phrasing: Phrasing
+) -> Task:
+    """The task of the first `n_subtasks` subtasks of a binding's chain, with drawn instructions and goal."""
     subtasks = chain(t, sliced, b)[:n_subtasks]
     texts = [instruction(s, phrasing, rng) for s in subtasks]
     full = n_subtasks == len(chain(t, sliced, b))
-    task = Task(
+    return Task(
         task_type=t,
-        room=r,
+        room=room,
         subtasks=tuple(subtasks),
         instructions=tuple(texts),
         goal=goal(t, b, texts, full, sliced, phrasing, rng),
@@ -75,7 +83,6 @@ def sample_task(
             "object_sliced": sliced,
         },
     )
-    return task, build_scene(rng, r, t, b)
 
 
 def build_scene(rng: np.random.Generator, room: str, task_type: str, b: Binding) -> State:

@@ -18,16 +18,13 @@ from rgvlm_core.sim.catalog import ROOM_KINDS
 from rgvlm_core.sim.language import Phrasing
 from rgvlm_core.sim.low.floorplan import HEADINGS, FloorPlan, generated_floor_plan
 from rgvlm_core.sim.low.world import LowState, start
-from rgvlm_core.sim.scenes import EXTRA_OBJECTS, place, randomize, sample_task, starts
+from rgvlm_core.sim.scenes import EXTRA_OBJECTS, make_task, place, randomize, sample_task, starts
 from rgvlm_core.sim.tasks import (
     TASK_TYPES,
     Binding,
     Task,
     bindings,
-    chain,
     chain_lengths,
-    goal,
-    instruction,
 )
 from rgvlm_core.sim.world import State
 
@@ -59,23 +56,7 @@ def sample_low_task(
     t, sliced = of_type[int(rng.integers(len(of_type)))]
     candidates = plan_bindings(plan, t, sliced)
     b = candidates[int(rng.integers(len(candidates)))]
-    subtasks = chain(t, sliced, b)[:n_subtasks]
-    texts = [instruction(s, phrasing, rng) for s in subtasks]
-    full = n_subtasks == len(chain(t, sliced, b))
-    task = Task(
-        task_type=t,
-        room=plan.room,
-        subtasks=tuple(subtasks),
-        instructions=tuple(texts),
-        goal=goal(t, b, texts, full, sliced, phrasing, rng),
-        params={
-            "object_target": b.o,
-            "parent_target": b.r,
-            "mrecep_target": b.m or "",
-            "toggle_target": b.lamp or "",
-            "object_sliced": sliced,
-        },
-    )
+    task = make_task(rng, plan.room, t, sliced, b, n_subtasks, phrasing)
     return task, start(plan, _scene(rng, plan, t, b))
 
 
