@@ -127,7 +127,8 @@ def frame_figures(n_states: int = 2000) -> None:
     for img in images:
         img.save(io.BytesIO(), format="JPEG", quality=80)
     jpeg = len(images) / (time.perf_counter() - start)
-    print(f"frames rendered/s                {rate:9,.0f}   JPEG encode alone {jpeg:,.0f}/s   target >= 1,000")
+    print(f"frames rendered/s                {rate:9,.0f}   JPEG encode alone {jpeg:,.0f}/s", end="")
+    print("   target >= 1,000")
 
 
 def generation_figures(episodes: int, keep: bool) -> None:

@@ -258,11 +258,11 @@ class LowHouseholdEnv(gymnasium.Env[dict[str, Any], np.int64]):
                 raise ValueError(
                     f"floor_plan={number!r}: use one of this env's floor_plans {self.floor_plans}"
                 )
-            candidates = [self._plans[self.floor_plans.index(int(number))]]  # type: ignore[call-overload]
+            candidates: list[FloorPlan | None] = [self._plans[self.floor_plans.index(int(number))]]
         elif self.floor_plans is None:
             candidates = [None]
         else:
-            candidates = self._plans
+            candidates = list(self._plans)
         first = (
             candidates[int(self.np_random.integers(len(candidates)))]
             if len(candidates) > 1
