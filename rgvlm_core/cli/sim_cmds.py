@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from rgvlm_core.cli.common import console, print_json, progress_bar
+
+if TYPE_CHECKING:
+    from rgvlm_core.sim.evaluate import EpisodeResult
 
 sim_app = typer.Typer(help="The embedded household simulator: generate datasets, evaluate policies.")
 
@@ -89,6 +93,23 @@ def evaluate(
     condition: str = typer.Option("default", "--condition", help="default or randomized initial states."),
     seed: int = typer.Option(0, "--seed", help="Evaluation seed (the same tasks for every policy)."),
     lengths: str = typer.Option("1,2,3,4,5,6", "--lengths", help="Task lengths (numbers of subtasks)."),
+    level: str = typer.Option(
+        "subgoal",
+        "--level",
+        help="Action level: subgoal (ALFRED subgoals) or low (ALFRED's low-level actions).",
+    ),
+    floor_plans: str | None = typer.Option(
+        None,
+        "--floor-plans",
+        help="Low level: ALFRED floor plans, e.g. kitchens,201-205 (sets kitchens, livingrooms, bedrooms, "
+        "bathrooms; numbers; ranges). Default: generated rooms.",
+    ),
+    subtask_budget: int | None = typer.Option(
+        None,
+        "--subtask-budget",
+        min=1,
+        help="Steps each subtask may take (default: twice the expert's plan for the whole task).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Evaluate a built-in policy by task length: the proportion of subtasks completed."""
@@ -100,15 +121,21 @@ def evaluate(
         raise UsageError(f"--policy must be expert or random, got {policy!r}")
     if condition not in ("default", "randomized"):
         raise UsageError(f"--condition must be default or randomized, got {condition!r}")
+    if level not in ("subgoal", "low"):
+        raise UsageError(f"--level must be subgoal or low, got {level!r}")
     try:
         chosen = tuple(int(x) for x in lengths.split(","))
     except ValueError:
         raise UsageError(f"--lengths takes numbers separated by commas, got {lengths!r}") from None
+    plans = _floor_plans(floor_plans, level)
     config = EvalConfig(
         lengths=chosen,
         episodes_per_length=episodes_per_length,
         condition=condition,  # type: ignore[arg-type]  # checked above
         seed=seed,
+        subtask_budget=subtask_budget,
+        level=level,  # type: ignore[arg-type]  # checked above
+        floor_plans=plans,
     )
     with progress_bar("evaluating", transient=True) as progress:
         task = progress.add_task("evaluate", total=len(chosen) * episodes_per_length, info="")
@@ -117,26 +144,57 @@ def evaluate(
             results.append(result)
             progress.advance(task)
     summary = summarize(results)
+    where = _where(results)
     if as_json:
-        print_json(summary)
+        print_json([{**line, "level": level, **where.get(line["length"], {})} for line in summary])
         return
     from rich.table import Table
 
+    rooms = "" if level == "subgoal" else f" on {floor_plans or 'generated rooms'}"
     table = Table(
-        title=f"{policy} policy, {condition} initial states, {episodes_per_length} episodes per length"
+        title=f"{policy} policy, {level} level{rooms}, {condition} initial states, "
+        f"{episodes_per_length} episodes per length"
     )
-    for col in ("subtasks", "episodes", "completed (mean)", "95% CI", "full-task success"):
+    columns = ["subtasks", "episodes", "completed (mean)", "95% CI", "full-task success"]
+    for col in columns + (["floor plans"] if level == "low" else []):
         table.add_column(col, justify="right")
     for line in summary:
         low, high = line["ci95"]
-        table.add_row(
+        cells = [
             str(line["length"]),
             str(line["n"]),
             f"{line['mean_completed']:.3f}",
             f"[{low:.3f}, {high:.3f}]",
             f"{line['success_rate']:.3f}",
-        )
+        ]
+        if level == "low":
+            cells.append(str(len(where[line["length"]]["floor_plans"])))
+        table.add_row(*cells)
     console.print(table)
+
+
+def _floor_plans(text: str | None, level: str) -> tuple[int, ...] | None:
+    """The floor plan numbers of --floor-plans (None: generated rooms), refused at the subgoal level."""
+    from rgvlm_core.errors import UsageError
+    from rgvlm_core.sim.low.floorplan import parse_floor_plans
+
+    if text is None:
+        return None
+    if level != "low":
+        raise UsageError(
+            f"--floor-plans {text}: floor plans are for --level low (this run is --level {level})"
+        )
+    return parse_floor_plans(text)
+
+
+def _where(results: list[EpisodeResult]) -> dict[int, dict[str, dict[str, int]]]:
+    """Low level: per task length, how many episodes ran on each floor plan ({"floor_plans": {name: n}})."""
+    out: dict[int, dict[str, dict[str, int]]] = {}
+    for r in results:
+        if r.floor_plan is not None:
+            counts = out.setdefault(r.length, {"floor_plans": {}})["floor_plans"]
+            counts[r.floor_plan] = counts.get(r.floor_plan, 0) + 1
+    return out
 
 
 def register(app: typer.Typer) -> None:

@@ -10,6 +10,12 @@ alone, so every policy meets the same tasks and rooms, and the two conditions sh
 one, so `evaluate_batch.evaluate_members` (many policies in lockstep, one batched call per tick) meets
 exactly the same tasks. `evaluation_instructions(config)` lists every instruction text an evaluation
 can show a policy, without running one.
+
+Two action levels (`EvalConfig.level`): "subgoal" (`HouseholdEnv`, the default) and "low"
+(`rgvlm_core.sim.low.env.LowHouseholdEnv`: ALFRED's low-level actions on ALFRED floor plans or generated
+rooms). The episodes and their seeds are the same at both; at the low level the episode's seed also
+draws its floor plan (among `floor_plans`, redrawn among those posing the length), so two policies meet
+the same tasks on the same floor plans, and each row records the plan (`EpisodeResult.floor_plan`).
 """
 
 from __future__ import annotations
@@ -19,19 +25,25 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import numpy as np
 
 from rgvlm_core.errors import UsageError
-from rgvlm_core.sim.env import CONDITIONS, PHRASINGS, HouseholdEnv
+from rgvlm_core.sim.env import CONDITIONS, LEVELS, PHRASINGS, HouseholdEnv
 from rgvlm_core.sim.tasks import MAX_SUBTASKS
+
+if TYPE_CHECKING:  # the low env is imported only where the low level is used (it costs an import)
+    from rgvlm_core.sim.low.env import LowHouseholdEnv
 
 logger = logging.getLogger(__name__)
 
 Policy = Callable[[dict[str, Any], np.ndarray], int]  # (observation, action mask) -> action index
 POLICY_NAMES: tuple[str, ...] = ("expert", "random")
 Z_95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
+# The env of either level: both have the same reset options, info keys, `task`, `phrasing`,
+# `subtask_budget` and `expert_plan()`, which is all an evaluation uses.
+EvalEnv: TypeAlias = "HouseholdEnv | LowHouseholdEnv"
 
 
 @dataclass(frozen=True)
@@ -56,7 +68,21 @@ class EvalConfig:
         default=None,
         metadata={
             "help": "Steps each subtask may take before the episode is cut off (None: twice the expert's "
-            "plan for the whole task)."
+            "plan for the whole task, at either level)."
+        },
+    )
+    level: Literal["subgoal", "low"] = field(
+        default="subgoal",
+        metadata={
+            "help": "Action level: 'subgoal' (ALFRED subgoals, ~2 expert steps a subtask) or 'low' "
+            "(ALFRED's low-level actions on floor plans, ~11 expert steps a subtask)."
+        },
+    )
+    floor_plans: tuple[int, ...] | None = field(
+        default=None,
+        metadata={
+            "help": "Low level only: ALFRED floor plan numbers (1-30 kitchens, 201-230 living rooms, "
+            "301-330 bedrooms, 401-430 bathrooms) each episode's seed draws from; None: generated rooms."
         },
     )
 
@@ -77,6 +103,15 @@ class EvalConfig:
             raise UsageError(f"phrasing={self.phrasing!r}: use 'seen' or 'unseen'")
         if self.subtask_budget is not None and (not _is_int(self.subtask_budget) or self.subtask_budget < 1):
             raise UsageError(f"subtask_budget={self.subtask_budget!r}: give a positive integer or None")
+        if self.level not in LEVELS:
+            raise UsageError(f"level={self.level!r}: use one of {list(LEVELS)}")
+        if self.floor_plans is not None:
+            if self.level != "low":
+                raise UsageError(
+                    f"floor_plans={self.floor_plans!r}: floor plans are for level='low'; "
+                    "leave floor_plans None at the subgoal level"
+                )
+            object.__setattr__(self, "floor_plans", _check_floor_plans(self.floor_plans, self.lengths))
 
 
 @dataclass(frozen=True)
@@ -96,6 +131,8 @@ class EpisodeResult:
     seed: int
     phrasing: str = "unseen"
     first_kind: str | None = None  # the kind of the task's first subtask (Pickup, Put, ...)
+    level: str = "subgoal"  # the action level ("subgoal" or "low")
+    floor_plan: str | None = None  # low level: the floor plan's name (FloorPlan1, Generated-kitchen-...)
 
     @property
     def proportion(self) -> float:
@@ -108,11 +145,14 @@ def episode_seed(seed: int, length: int, episode: int) -> int:
     return int(np.random.SeedSequence([seed, length, episode]).generate_state(1, np.uint32)[0])
 
 
-def expert_policy(env: HouseholdEnv) -> Policy:
-    """A policy that follows `env.expert_plan()` (the env being evaluated must be this one)."""
+def expert_policy(env: EvalEnv) -> Policy:
+    """A policy that follows `env.expert_plan()` (the env being evaluated must be this one), at either
+    level: each env's expert plans in its own actions."""
     unwrapped = env.unwrapped
-    if not isinstance(unwrapped, HouseholdEnv):
-        raise UsageError(f"expert_policy needs a HouseholdEnv, got {type(unwrapped).__name__}")
+    if not isinstance(unwrapped, (HouseholdEnv, _low_env_class())):
+        raise UsageError(
+            f"expert_policy needs a HouseholdEnv or LowHouseholdEnv, got {type(unwrapped).__name__}"
+        )
 
     def act(observation: dict[str, Any], action_mask: np.ndarray) -> int:
         remaining = unwrapped.expert_plan()
@@ -132,16 +172,21 @@ def random_policy(rng: np.random.Generator) -> Policy:
 
 
 def evaluate(
-    policy: Policy | str, config: EvalConfig, *, env: HouseholdEnv | None = None
+    policy: Policy | str, config: EvalConfig, *, env: EvalEnv | None = None
 ) -> Iterator[EpisodeResult]:
     """Run `config.episodes_per_length` episodes per length, yielding each result as it ends.
 
     `policy` is a callable, or "expert" / "random" (the random policy's generator is seeded per
     episode, so its rows do not depend on which episodes ran before). Pass `env` to evaluate a policy
-    built on that env (e.g. `expert_policy(env)`); its phrasing must be the config's.
+    built on that env (e.g. `expert_policy(env)`); its level, phrasing, subtask budget and floor plans
+    must be the config's.
     """
     if env is None:
         env = make_env(config)
+    elif env_level(env.unwrapped) != config.level:
+        raise UsageError(
+            f"the env is at the {env_level(env.unwrapped)} level but the config asks for {config.level!r}"
+        )
     elif env.phrasing != config.phrasing:
         raise UsageError(
             f"the env uses {env.phrasing!r} phrasing but the config asks for {config.phrasing!r}"
@@ -150,6 +195,11 @@ def evaluate(
         raise UsageError(
             f"the env's subtask budget is {env.subtask_budget!r}, "
             f"the config asks for {config.subtask_budget!r}"
+        )
+    elif getattr(env.unwrapped, "floor_plans", None) != config.floor_plans:
+        raise UsageError(
+            f"the env's floor plans are {getattr(env.unwrapped, 'floor_plans', None)!r}, "
+            f"the config asks for {config.floor_plans!r}"
         )
     if not callable(policy) and policy not in POLICY_NAMES:
         raise UsageError(f"policy={policy!r}: use one of {list(POLICY_NAMES)} or a callable")
@@ -160,9 +210,36 @@ def evaluate(
         yield result
 
 
-def make_env(config: EvalConfig) -> HouseholdEnv:
-    """The environment an evaluation of `config` runs in (its phrasing and step budget)."""
+def make_env(config: EvalConfig) -> EvalEnv:
+    """The environment an evaluation of `config` runs in (its level, phrasing, step budget and, at the
+    low level, floor plans)."""
+    if config.level == "low":
+        return _low_env_class()(
+            phrasing=config.phrasing, subtask_budget=config.subtask_budget, floor_plans=config.floor_plans
+        )
     return HouseholdEnv(phrasing=config.phrasing, subtask_budget=config.subtask_budget)
+
+
+def n_actions(level: str) -> int:
+    """The size of a level's action space (the length of its action masks)."""
+    if level == "low":
+        from rgvlm_core.sim.low.world import N_ACTIONS as LOW_ACTIONS
+
+        return LOW_ACTIONS
+    if level == "subgoal":
+        from rgvlm_core.sim.world import N_ACTIONS
+
+        return N_ACTIONS
+    raise UsageError(f"level={level!r}: use one of {list(LEVELS)}")
+
+
+def env_level(env: object) -> str | None:
+    """The action level of an (unwrapped) evaluation env: "subgoal", "low", or None for other envs."""
+    if isinstance(env, HouseholdEnv):
+        return "subgoal"
+    if isinstance(env, _low_env_class()):
+        return "low"
+    return None
 
 
 def episodes(config: EvalConfig) -> Iterator[tuple[int, int, int]]:
@@ -191,7 +268,7 @@ def evaluation_instructions(config: EvalConfig) -> list[str]:
     return list(seen)
 
 
-def _resolve(policy: Policy | str, env: HouseholdEnv, seed: int) -> Policy:
+def _resolve(policy: Policy | str, env: EvalEnv, seed: int) -> Policy:
     if not isinstance(policy, str):
         return policy
     if policy == "expert":
@@ -200,7 +277,7 @@ def _resolve(policy: Policy | str, env: HouseholdEnv, seed: int) -> Policy:
 
 
 def run_episode(
-    env: HouseholdEnv, policy: Policy, length: int, episode: int, condition: str, seed: int
+    env: EvalEnv, policy: Policy, length: int, episode: int, condition: str, seed: int
 ) -> EpisodeResult:
     """One episode of `length` subtasks from reset seed `seed`, until termination or truncation."""
     obs, info = start_episode(env, length, condition, seed)
@@ -215,7 +292,7 @@ def run_episode(
 
 
 def start_episode(
-    env: HouseholdEnv, length: int, condition: str, seed: int
+    env: EvalEnv, length: int, condition: str, seed: int
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Reset `env` for an evaluation episode: the one place that turns (length, condition, seed) into
     reset arguments, so one-at-a-time and lockstep evaluation meet exactly the same tasks."""
@@ -223,7 +300,7 @@ def start_episode(
 
 
 def episode_result(
-    env: HouseholdEnv,
+    env: EvalEnv,
     info: dict[str, Any],
     *,
     length: int,
@@ -234,6 +311,7 @@ def episode_result(
 ) -> EpisodeResult:
     """The result of the episode `env` has just ended, `info` being its last step's info."""
     task = env.task
+    level = env_level(env.unwrapped) or "subgoal"
     return EpisodeResult(
         length=length,
         episode=episode,
@@ -248,6 +326,8 @@ def episode_result(
         seed=seed,
         phrasing=env.phrasing,
         first_kind=task.subtasks[0].kind,
+        level=level,
+        floor_plan=str(info["floor_plan"]) if level == "low" else None,
     )
 
 
@@ -278,6 +358,52 @@ def summarize(results: Iterable[EpisodeResult]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _check_floor_plans(floor_plans: object, lengths: tuple[int, ...]) -> tuple[int, ...]:
+    """ALFRED floor plan numbers, each once: every one loaded (a missing layout is reported now, naming
+    its file) and every length posed by at least one of them."""
+    from rgvlm_core.sim.low.floorplan import load_floor_plan, room_of
+    from rgvlm_core.sim.low.scenes import lengths as posed_lengths
+
+    if isinstance(floor_plans, (str, bytes)) or not hasattr(floor_plans, "__iter__"):
+        raise UsageError(
+            f"floor_plans={floor_plans!r}: give ALFRED floor plan numbers, e.g. (1, 201), or None"
+        )
+    numbers = tuple(floor_plans)
+    bad = [n for n in numbers if not _is_int(n) or room_of(int(n)) is None]
+    if bad or not numbers:
+        raise UsageError(
+            f"floor_plans={floor_plans!r}: give ALFRED floor plan numbers (1-30, 201-230, 301-330, 401-430)"
+            f"{f'; not floor plans: {bad}' if bad else ''}, or None for generated rooms"
+        )
+    numbers = tuple(dict.fromkeys(int(n) for n in numbers))
+    posed: dict[int, tuple[int, ...]] = {}
+    for n in numbers:
+        try:
+            posed[n] = posed_lengths(load_floor_plan(n))
+        except UsageError as e:
+            raise UsageError(f"floor_plans: cannot load FloorPlan{n}: {e}") from None
+    missing = [k for k in lengths if not any(k in p for p in posed.values())]
+    if missing:
+        longest = max(max(p, default=0) for p in posed.values())
+        raise UsageError(
+            f"lengths={lengths!r}: no task of {', '.join(map(str, missing))} subtasks on floor plans "
+            f"{_plan_list(numbers)} (they pose at most {longest}; only kitchens pose 5 and 6): "
+            "drop those lengths or add floor plans that pose them"
+        )
+    return numbers
+
+
+def _plan_list(numbers: tuple[int, ...], most: int = 8) -> str:
+    shown = ", ".join(map(str, numbers[:most]))
+    return shown + (f" and {len(numbers) - most} more" if len(numbers) > most else "")
+
+
+def _low_env_class() -> type[LowHouseholdEnv]:
+    from rgvlm_core.sim.low.env import LowHouseholdEnv
+
+    return LowHouseholdEnv
 
 
 def _is_int(x: object) -> bool:

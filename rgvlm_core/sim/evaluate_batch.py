@@ -14,6 +14,10 @@ row as that member's single policy would (a row-wise deterministic policy; see `
 Order: results are yielded as episodes end (within one tick, in the order of the live rows), which
 differs from `evaluate`'s order; sort by (member, length, episode) for that order. Environments start
 in the order (length, episode, member), so a member's results for one length arrive together.
+
+Levels: the config's level decides the env (`evaluate.make_env`) and the size of the action masks and of
+the valid action range (`evaluate.n_actions`); the low level's episodes meet the same floor plans as
+`evaluate`'s, since the reset seed draws them.
 """
 
 from __future__ import annotations
@@ -26,17 +30,17 @@ from typing import Any
 import numpy as np
 
 from rgvlm_core.errors import UsageError
-from rgvlm_core.sim.env import HouseholdEnv
 from rgvlm_core.sim.evaluate import (
     EpisodeResult,
     EvalConfig,
+    EvalEnv,
     Policy,
     episode_result,
     episodes,
     make_env,
+    n_actions,
     start_episode,
 )
-from rgvlm_core.sim.world import N_ACTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +55,7 @@ DEFAULT_WINDOW = 512
 class _Live:
     """One running (member, episode): its env, where it stands, and its latest observation."""
 
-    env: HouseholdEnv
+    env: EvalEnv
     member: int
     length: int
     episode: int
@@ -68,17 +72,19 @@ def evaluate_members(
 
     All live environments (at most `window`, default `DEFAULT_WINDOW`) advance in lockstep, one
     `policy` call per tick over all of them. An action the mask marks invalid is allowed (it costs a
-    step, as in `evaluate`); an action that is not an integer index in [0, N_ACTIONS) is a UsageError.
+    step, as in `evaluate`); an action that is not an integer index into the level's actions (masks
+    have that many columns) is a UsageError.
     """
     members, window = _check_arguments(policy, members, window)
+    size = n_actions(config.level)
     pending = (
         (m, length, episode, seed) for length, episode, seed in episodes(config) for m in range(members)
     )
     live: list[_Live] = []
-    spare: list[HouseholdEnv] = []
+    spare: list[EvalEnv] = []
     _fill(live, spare, pending, window, config)
     while live:
-        actions = _ask(policy, live)
+        actions = _ask(policy, live, size)
         done = [_step(row, int(action)) for row, action in zip(live, actions, strict=True)]
         if not any(done):
             continue
@@ -137,7 +143,7 @@ def _check_arguments(policy: object, members: object, window: object) -> tuple[i
 
 def _fill(
     live: list[_Live],
-    spare: list[HouseholdEnv],
+    spare: list[EvalEnv],
     pending: Iterator[tuple[int, int, int, int]],
     window: int,
     config: EvalConfig,
@@ -153,8 +159,9 @@ def _fill(
         live.append(_Live(env, member, length, episode, seed, obs, info))
 
 
-def _ask(policy: BatchPolicy, live: list[_Live]) -> np.ndarray:
-    """One policy call over every live row, its answer checked: shape (N,), integer indices in range."""
+def _ask(policy: BatchPolicy, live: list[_Live], size: int) -> np.ndarray:
+    """One policy call over every live row, its answer checked: shape (N,), integer indices in
+    [0, size)."""
     n = len(live)
     masks = np.stack([row.info["action_mask"] for row in live]).astype(bool)
     members = np.array([row.member for row in live], dtype=np.int64)
@@ -170,12 +177,12 @@ def _ask(policy: BatchPolicy, live: list[_Live]) -> np.ndarray:
             f"the batch policy returned actions of dtype {actions.dtype} ({actions[:3].tolist()}...); "
             "return integer action indices"
         )
-    bad = np.flatnonzero((actions < 0) | (actions >= N_ACTIONS))
+    bad = np.flatnonzero((actions < 0) | (actions >= size))
     if len(bad):
         i = int(bad[0])
         raise UsageError(
             f"the batch policy returned action {int(actions[i])} for row {i} (member {int(members[i])}); "
-            f"actions are indices in [0, {N_ACTIONS})"
+            f"actions are indices in [0, {size})"
         )
     return actions
 
