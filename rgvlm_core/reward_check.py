@@ -13,6 +13,9 @@ optimal: loops pay. Two measurements say so for a reward source (`rl.dataset` sy
     applied to every transition, because a label run's own scores exist only on the data's steps;
     its noise model is not applied. So (b) judges the mapping, (a) the labels.
 
+(b) is the subgoal level's: on low-level data (ALFRED's actions on floor plans) the check reports (a)
+and says that the exact solve is not available there, and why (see LOW_LEVEL_SOLVE).
+
 No torch and no streamlit here: the CLI and the dashboard's Audit page both call `check_reward`.
 """
 
@@ -32,7 +35,7 @@ from rgvlm_core.labeling.reference import progress_score, truth
 from rgvlm_core.labeling.rewards import step_rewards
 from rgvlm_core.labeling.types import SegmentStep
 from rgvlm_core.reward_returns import BehaviourReturns, NoComparison, behaviour_returns
-from rgvlm_core.rl.dataset import RewardSource, parse_reward_source, reward_rows
+from rgvlm_core.rl.dataset import RewardSource, parse_reward_source, reward_rows, sim_episode_levels
 from rgvlm_core.sim.expert import plan_fraction
 from rgvlm_core.sim.solve import (
     DEFAULT_GAMMA,
@@ -52,6 +55,18 @@ FloatArray = npt.NDArray[np.float64]
 SCORER = (
     "the reference labeller's ground-truth rule (not an LVLM), applied to every transition of the "
     "simulator; noise is not applied"
+)
+
+LOW_LEVEL_SOLVE = (
+    "the exact solve is not available at the low level: it enumerates every reachable state of a subtask "
+    "under the subgoal level's actions (sim.solve), and at the low level each of those states comes in "
+    "every pose of the agent on the floor plan (about 2,400 to 5,700 poses on ALFRED's floor plans: "
+    "points x 4 headings x 7 camera horizons), far beyond the solver's bound of {max_states:,} states; "
+    "the expert-against-other returns are the check at this level"
+)
+LOW_LEVEL_RETURNS = (
+    "The returns are of the data's {n:,} low-level episodes, under the rewards training would use "
+    "(the label run's own scores)."
 )
 
 SCOPE_SENTENCE = {
@@ -248,6 +263,9 @@ class RewardCheck:
     returns_unavailable: str | None  # why part (a) could not be measured
     seconds: float
     run_id: str | None = None
+    level: str = "subgoal"  # the data's simulator level: subgoal, low, or mixed (both)
+    solve_unavailable: str | None = None  # why part (b) was not run (the low level)
+    episodes_by_level: dict[str, int] = field(default_factory=dict)
 
     def _count(self, status: str) -> int:
         return sum(t.solve.status == status for t in self.tasks)
@@ -285,14 +303,30 @@ class RewardCheck:
         return None
 
     def verdict(self) -> list[str]:
-        """The findings in sentences: the solve's, the data's, what the solve's scorer is, and its scope."""
-        return [
+        """The findings in sentences: the solve's, the data's, what the solve's scorer is, and its scope
+        (at the low level: the solve's absence, the data's, where the returns come from, the level)."""
+        if self.solve_unavailable is not None:
+            low = self.episodes_by_level.get("low", 0)
+            return [
+                f"{self.source.text}: {self.solve_unavailable}",
+                self._returns_sentence(),
+                LOW_LEVEL_RETURNS.format(n=low),
+                "Level low: the data's episodes act in ALFRED's low-level actions on floor plans.",
+            ]
+        sentences = [
             self._solve_sentence(),
             self._returns_sentence(),
             f"The solve's scorer is {SCORER}: a label run's own scores exist only on the data's steps, "
             "which the expert-against-other returns measure.",
             SCOPE_SENTENCE[self.config.scope],
         ]
+        if self.level == "mixed":
+            counts = self.episodes_by_level
+            sentences[1] += (
+                f" (pooled over {counts.get('subgoal', 0):,} subgoal-level and {counts.get('low', 0):,} "
+                "low-level episodes; the solve speaks for the subgoal level only)"
+            )
+        return sentences
 
     def _solve_sentence(self) -> str:
         name, n, skipped = self.source.text, len(self.tasks), self._count("skipped")
@@ -345,6 +379,9 @@ class RewardCheck:
         returns = self.returns.to_json() if self.returns else {}
         return {
             "reward_source": self.source.text,
+            "level": self.level,
+            "episodes_by_level": dict(self.episodes_by_level),
+            "solve_unavailable": self.solve_unavailable,
             "mapping": self.source.mapping,
             "lambda": self.source.lam,
             "gamma": c.gamma,
@@ -387,20 +424,44 @@ def check_reward(
     scope: Scope = "subtask",
     progress: Progress | None = None,
 ) -> RewardCheck:
-    """Parts (a) and (b) for a reward source of the workspace `reader` reads (a StoreReader)."""
+    """Parts (a) and (b) for a reward source of the workspace `reader` reads (a StoreReader); on data
+    of the low level only, part (a) and the reason part (b) is not available there."""
     config = CheckConfig(mapping, lam, gamma, tasks_per_length, seed, max_states, tuple(lengths), scope)
     began = time.perf_counter()
     source = parse_reward_source(source_text, reader, lam=lam, mapping=mapping, gamma=gamma)
     returns, unavailable = _returns(reader, source, gamma)
-    total = len(config.lengths) * config.tasks_per_length
+    counts = sim_episode_levels(reader)
+    level = _data_level(counts)
     rows: list[TaskRow] = []
-    for row in solve_sim_tasks(RewardModel.of(source, gamma), config):
-        rows.append(row)
-        if progress is not None:
-            progress(len(rows), total, row)
+    solve_unavailable = None
+    if level == "low":
+        solve_unavailable = LOW_LEVEL_SOLVE.format(max_states=config.max_states)
+        logger.info("reward check on low-level data: %s", solve_unavailable)
+    else:
+        total = len(config.lengths) * config.tasks_per_length
+        for row in solve_sim_tasks(RewardModel.of(source, gamma), config):
+            rows.append(row)
+            if progress is not None:
+                progress(len(rows), total, row)
     return RewardCheck(
-        source, config, tuple(rows), returns, unavailable, time.perf_counter() - began, source.run_id
+        source,
+        config,
+        tuple(rows),
+        returns,
+        unavailable,
+        time.perf_counter() - began,
+        source.run_id,
+        level,
+        solve_unavailable,
+        counts,
     )
+
+
+def _data_level(counts: dict[str, int]) -> str:
+    """subgoal (also for a workspace without simulator episodes: the solve needs no data), low, or mixed."""
+    if counts.get("low") and counts.get("subgoal"):
+        return "mixed"
+    return "low" if counts.get("low") else "subgoal"
 
 
 def _returns(

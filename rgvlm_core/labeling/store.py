@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -143,22 +143,40 @@ def plan_progress(dataset: str, source_dir: str, subtasks: list[dict[str, Any]])
 def _sim_plan_progress(source_dir: str, subtasks: list[dict[str, Any]]) -> dict[int, float]:
     import orjson
 
-    from rgvlm_core.sim.expert import plan_fraction, subtask_remaining
-    from rgvlm_core.sim.serialize import state_from_dict
+    from rgvlm_core.sim.expert import plan_fraction
     from rgvlm_core.sim.tasks import SubtaskSpec
 
     with open(os.path.join(source_dir, "traj_data.json"), "rb") as f:
         sim = orjson.loads(f.read())["rgvlm_sim"]
     specs = [SubtaskSpec(**{**d, "flags": tuple(d.get("flags", ()))}) for d in sim["subtasks"]]
     states = sim["states"]  # before each step, then after the last
+    remaining_of = _remaining_at_level(sim)
     out: dict[int, float] = {}
     for sub in subtasks:
         spec, first = specs[sub["idx"]], sub["first_step"]
-        at_start = subtask_remaining(state_from_dict(states[first]), spec)
+        at_start = remaining_of(states[first], spec)
         for t in range(first, sub["last_step"] + 1):
-            remaining = subtask_remaining(state_from_dict(states[t + 1]), spec)
-            out[t] = plan_fraction(remaining, at_start)
+            out[t] = plan_fraction(remaining_of(states[t + 1], spec), at_start)
     return out
+
+
+def _remaining_at_level(sim: dict[str, Any]) -> Callable[[dict[str, Any], Any], int]:
+    """(stored state dict, subtask) -> the expert's remaining plan length at the file's level.
+
+    A low-level file (rgvlm_sim version 2, level "low") stores its floor plan once, as "plan", and its
+    states without it; its remaining plan is the low-level expert's (navigation steps count), which
+    the subgoal-level expert would read as no progress until the agent stands at the receptacle.
+    """
+    if sim.get("level") == "low":
+        from rgvlm_core.sim.low.expert import subtask_remaining as low_remaining
+        from rgvlm_core.sim.low.serialize import low_state_from_dict
+
+        plan = str(sim["plan"])
+        return lambda doc, spec: low_remaining(low_state_from_dict({**doc, "plan": plan}), spec)
+    from rgvlm_core.sim.expert import subtask_remaining
+    from rgvlm_core.sim.serialize import state_from_dict
+
+    return lambda doc, spec: subtask_remaining(state_from_dict(doc), spec)
 
 
 def _final_frame(source_dir: str, n_steps: int) -> str | None:

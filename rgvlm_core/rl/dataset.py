@@ -11,6 +11,12 @@ simulator's actions and valid-action masks) or `alfred` (ALFRED episodes with fe
 ResNet-18 features of the step's observation, average-pooled to 512 values; actions are the low-level
 tokens present in the data, and every action counts as valid since ALFRED records no validity).
 
+Simulator episodes are of one level per dataset, read from their state dicts: the subgoal level
+(sim.encode, sim.world) or the low level (ALFRED's low-level actions on a floor plan: sim.low.encode,
+whose vector adds a pose block that does not grow with the floor plan, and sim.low.world). The dataset's
+`info` records the level and, at the low level, the floor plans its states stand on, so a run knows
+which environment and floor plans to evaluate in; a mix of levels is refused.
+
 Reward sources: `sparse`; `rgvlm:RUN` (a label run's scores, overrides applied, through a mapping);
 `sparse+rgvlm:RUN` (r_sparse + lambda * r_vlm); `reference` (rgvlm with the newest noise-free reference
 run); `clip:RUN` (a CLIP label run, read like rgvlm). A VLM source may name its mapping after an `@`
@@ -27,6 +33,7 @@ ended: its last transition is not terminal, and IQL bootstraps from the stored s
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -169,7 +176,7 @@ class OfflineArrays:
 
 
 _STEP_SQL = """
-    SELECT e.episode_id, e.trajectory_id, s.t, s.action, s.state, s.feature_row, s.sparse_reward,
+    SELECT e.episode_id, e.trajectory_id, e.split, s.t, s.action, s.state, s.feature_row, s.sparse_reward,
            s.subtask_idx, sub.instruction, sub.kind, t.final_state, t.n_steps, t.features_path,
            t.features_layout, t.behaviour, t.n_subtasks, t.completed_subtasks
     FROM (SELECT * FROM episodes {where}) e
@@ -228,8 +235,7 @@ def _sim_observations(rows: list[dict[str, Any]]) -> _Observed:
     one (the state after a step is the next step's), so each distinct state JSON is parsed, encoded and
     masked once; rows then gather their vectors and masks from those tables by index.
     """
-    from rgvlm_core.sim.world import ACTION_INDEX, ACTION_TOKENS
-
+    level, info = _level_of(rows)
     slots: dict[str, int] = {}
     current = [slots.setdefault(row["state"], len(slots)) for row in rows]
     following = current[1:] + current[-1:]  # the next row's state; final steps are set below
@@ -238,30 +244,161 @@ def _sim_observations(rows: list[dict[str, Any]]) -> _Observed:
             following[i] = slots.setdefault(row["final_state"] or row["state"], len(slots))
         elif i + 1 == len(rows):
             raise IndexError(f"step rows end inside a trajectory (step {row['t']} of {row['n_steps']})")
-    actions = np.asarray([ACTION_INDEX[row["action"]] for row in rows], np.int64)
+    actions = np.asarray([_action_index(level, row) for row in rows], np.int64)
     now, after = np.asarray(current, np.int64), np.asarray(following, np.int64)
-    vectors, valid = _state_tables(list(slots), np.unique(now))
-    return _Observed(
-        vectors[now], vectors[after], actions, valid[now], list(ACTION_TOKENS), {"states": "sim"}
+    vectors, valid = _state_tables(list(slots), np.unique(now), level)
+    return _Observed(vectors[now], vectors[after], actions, valid[now], list(level.tokens), info)
+
+
+@dataclass(frozen=True)
+class SimLevel:
+    """What a dataset reads from one level of the simulator: its name, action vocabulary, state vector
+    size, and how a stored state dict is parsed, encoded and masked."""
+
+    name: str
+    tokens: tuple[str, ...]
+    index: dict[str, int]
+    dim: int
+    parse: Callable[[dict[str, Any]], Any]
+    encode: Callable[[Any], np.ndarray]
+    mask: Callable[[Any], np.ndarray]
+
+
+def sim_level(name: str) -> SimLevel:
+    """The subgoal or low level's parts (imported here: the low level's are not needed otherwise)."""
+    if name == "low":
+        from rgvlm_core.sim.low import encode as low_encode
+        from rgvlm_core.sim.low import world as low_world
+        from rgvlm_core.sim.low.serialize import low_state_from_dict
+
+        return SimLevel(
+            "low",
+            low_world.ACTION_TOKENS,
+            low_world.ACTION_INDEX,
+            low_encode.STATE_DIM,
+            low_state_from_dict,
+            low_encode.encode,
+            low_world.valid_mask,
+        )
+    from rgvlm_core.sim import encode as high_encode
+    from rgvlm_core.sim import world as high_world
+    from rgvlm_core.sim.serialize import state_from_dict
+
+    return SimLevel(
+        "subgoal",
+        high_world.ACTION_TOKENS,
+        high_world.ACTION_INDEX,
+        high_encode.STATE_DIM,
+        state_from_dict,
+        high_encode.encode,
+        high_world.valid_mask,
     )
 
 
-def _state_tables(texts: list[str], acting: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+GENERATED_PREFIX = "Generated"  # sim.low.floorplan.generated_floor_plan names its rooms Generated-...
+
+
+@dataclass
+class _Levels:
+    """Episodes, splits and (low level) floor plans of each simulator level among step rows, read from
+    each trajectory's first state dict."""
+
+    episodes: dict[str, set[str]] = field(default_factory=lambda: {"subgoal": set(), "low": set()})
+    splits: dict[str, set[str]] = field(default_factory=lambda: {"subgoal": set(), "low": set()})
+    plans: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, rows: list[dict[str, Any]]) -> _Levels:
+        """Floor plans are named by the state dict's "plan" string, whose first field is the name."""
+        from rgvlm_core.sim.low.serialize import is_low
+
+        out, level_of = cls(), {}
+        for row in rows:
+            traj = row["trajectory_id"]
+            if traj not in level_of:
+                doc = json.loads(row["state"])
+                level_of[traj] = "low" if is_low(doc) else "subgoal"
+                if level_of[traj] == "low":
+                    out.plans.add(str(doc.get("plan", "")).split(";", 1)[0])
+            out.episodes[level_of[traj]].add(row["episode_id"])
+            out.splits[level_of[traj]].add(str(row.get("split")))
+        return out
+
+
+def _level_of(rows: list[dict[str, Any]]) -> tuple[SimLevel, dict[str, Any]]:
+    """The one level of the rows' episodes and the dataset's info about it; UsageError when the
+    episodes mix levels, naming how many of each and how to choose."""
+    found = _Levels.of(rows)
+    if found.episodes["subgoal"] and found.episodes["low"]:
+        raise UsageError(_mixed_levels(found.episodes, found.splits))
+    if not found.episodes["low"]:  # info as before the low level: a dataset without "level" is subgoal-level
+        return sim_level("subgoal"), {"states": "sim"}
+    info = {
+        "states": "sim",
+        "level": "low",
+        "floor_plans": sorted(n for n in found.plans if not n.startswith(GENERATED_PREFIX)),
+        "generated_rooms": sum(n.startswith(GENERATED_PREFIX) for n in found.plans),
+    }
+    return sim_level("low"), info
+
+
+_FIRST_STATES_SQL = """
+    SELECT e.episode_id, e.trajectory_id, e.split, s.state
+    FROM (SELECT * FROM episodes {where}) e
+    JOIN steps s ON s.trajectory_id = e.trajectory_id AND s.t = 0
+"""
+
+
+def sim_episode_levels(reader: StoreReader, flt: EpisodeFilter = EpisodeFilter()) -> dict[str, int]:
+    """How many of the chosen simulator episodes are of each level ({"subgoal": n, "low": m}): what a
+    check that works at one level only (the reward check's exact solve) asks before it runs."""
+    where, params = episode_where(replace(flt, datasets=("sim",), include_task_only=False))
+    found = _Levels.of(reader.rows(_FIRST_STATES_SQL.format(where=where), params))
+    return {level: len(ids) for level, ids in found.episodes.items()}
+
+
+def _mixed_levels(episodes: dict[str, set[str]], splits: dict[str, set[str]]) -> str:
+    counts = f"{len(episodes['subgoal'])} subgoal-level and {len(episodes['low'])} low-level episodes"
+    if not splits["subgoal"] & splits["low"]:
+        low, high = ", ".join(sorted(splits["low"])), ", ".join(sorted(splits["subgoal"]))
+        how = f"filter by split (the low level's: {low}; the subgoal level's: {high})"
+    else:
+        how = "filter by episode ids, or import each level into a workspace of its own"
+    return (
+        f"the chosen simulator episodes mix levels: {counts}; a dataset holds one level (their states, "
+        f"actions and masks differ); choose one level's episodes: {how}"
+    )
+
+
+def _action_index(level: SimLevel, row: dict[str, Any]) -> int:
+    try:
+        return level.index[row["action"]]
+    except KeyError:
+        raise RGVLMError(
+            f"episode {row['episode_id']} step {row['t']}: action {row['action']!r} is not a "
+            f"{level.name}-level action of the simulator"
+        ) from None
+
+
+def dataset_floor_plans(info: dict[str, Any]) -> tuple[int, ...] | None:
+    """The ALFRED floor plan numbers a low-level dataset's states stand on (what its run evaluates on);
+    None for generated rooms only, or a dataset that records no floor plans (the subgoal level)."""
+    numbers = tuple(int(n.removeprefix("FloorPlan")) for n in info.get("floor_plans", ()))
+    return numbers or None
+
+
+def _state_tables(texts: list[str], acting: np.ndarray, level: SimLevel) -> tuple[np.ndarray, np.ndarray]:
     """The state vector of every distinct state JSON, and the valid-action mask of those at `acting`
     (states some step acts in; a mask of a state only reached at the end is never read)."""
-    from rgvlm_core.sim.encode import STATE_DIM, encode
-    from rgvlm_core.sim.serialize import state_from_dict
-    from rgvlm_core.sim.world import N_ACTIONS, valid_mask
-
-    vectors = np.zeros((len(texts), STATE_DIM), np.float32)
-    masks = np.zeros((len(texts), N_ACTIONS), bool)
+    vectors = np.zeros((len(texts), level.dim), np.float32)
+    masks = np.zeros((len(texts), len(level.tokens)), bool)
     needs_mask = np.zeros(len(texts), bool)
     needs_mask[acting] = True
     for k, text in enumerate(texts):
-        state = state_from_dict(json.loads(text))
-        vectors[k] = encode(state)
+        state = level.parse(json.loads(text))
+        vectors[k] = level.encode(state)
         if needs_mask[k]:
-            masks[k] = valid_mask(state)
+            masks[k] = level.mask(state)
     return vectors, masks
 
 
@@ -467,12 +604,16 @@ __all__ = [
     "STATE_SOURCES",
     "OfflineArrays",
     "RewardSource",
+    "SimLevel",
     "StateSource",
     "StepRewards",
     "build_dataset",
     "combined",
+    "dataset_floor_plans",
     "parse_reward_source",
     "reward_rows",
+    "sim_episode_levels",
+    "sim_level",
     "split_mapping",
     "step_rewards_of",
 ]

@@ -68,6 +68,11 @@ _CODE_MODULES: tuple[str, ...] = (
     "rgvlm_core.sim.encode",
     "rgvlm_core.sim.serialize",
     "rgvlm_core.sim.world",
+    "rgvlm_core.sim.low.encode",  # the low level's vector, mask, state parser and the pose graph
+    "rgvlm_core.sim.low.world",
+    "rgvlm_core.sim.low.serialize",
+    "rgvlm_core.sim.low.floorplan",
+    "rgvlm_core.sim.low.nav",
     "rgvlm_core.alfred.features",
 )
 _BUILD_ATTEMPTS = 3
