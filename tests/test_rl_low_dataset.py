@@ -3,8 +3,8 @@ ALFRED's low-level actions and their exact masks), the level and floor plans in 
 of levels refused, reference progress from the low-level expert, the reward check's part (a) without the
 subgoal-level solve, and IQL training on it.
 
-Low-level data comes from tests/test_sim_low_downstream.write_low_dataset (the low-level expert, with
-detours and early stops) until `GenerateConfig(level="low")` lands.
+Low-level data comes from tests/test_sim_low_downstream.write_low_dataset (`rgvlm sim generate --level
+low`: expert, suboptimal and failed episodes, without frames).
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ from rgvlm_core.rl.dataset import (
 )
 from rgvlm_core.rl.encoder import HashEncoder
 from rgvlm_core.sim.low.encode import STATE_DIM, encode
-from rgvlm_core.sim.low.floorplan import layouts_dir, load_floor_plan
-from rgvlm_core.sim.low.scenes import sample_low_task
+from rgvlm_core.sim.low.floorplan import layouts_dir
 from rgvlm_core.sim.low.serialize import low_state_from_dict
 from rgvlm_core.sim.low.world import ACTION_TOKENS, N_ACTIONS, valid_mask
 from rgvlm_core.workspace import Workspace
@@ -117,11 +116,11 @@ def test_low_level_rewards_and_dones_are_the_subgoal_levels_rules(low_ws: Worksp
     sparse = np.asarray([s["sparse_reward"] for s in steps], np.float32)
     np.testing.assert_array_equal(data.rewards, sparse)
     last = np.asarray([s["t"] == s["n_steps"] - 1 for s in steps])
-    failed = np.asarray([s["behaviour"] == "failed" for s in steps])
-    # done where a subtask completes, and at the end of a trajectory that completed its task; a failed
-    # (stopped) trajectory's last step is cut off, not terminal, unless it completed a subtask
-    np.testing.assert_array_equal(data.dones, ((sparse > 0) | (last & ~failed)).astype(np.float32))
-    assert data.info["cut_off_steps"] == int((last & failed & (sparse == 0)).sum()) > 0
+    # done where a subtask completes (a trajectory that completed its task ends on one); the last step of
+    # a stopped (failed) or capped (suboptimal) trajectory is cut off, not terminal
+    np.testing.assert_array_equal(data.dones, (sparse > 0).astype(np.float32))
+    assert data.info["cut_off_steps"] == int((last & (sparse == 0)).sum()) > 0
+    assert any(s["behaviour"] == "failed" for s in steps)
 
 
 def test_the_info_records_the_level_and_the_floor_plans_of_generated_rooms(low_ws: Workspace) -> None:
@@ -132,19 +131,10 @@ def test_the_info_records_the_level_and_the_floor_plans_of_generated_rooms(low_w
     assert dataset_floor_plans(info) is None
 
 
-def test_alfred_floor_plans_are_recorded_by_name_for_the_evaluation(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_alfred_floor_plans_are_recorded_by_name_for_the_evaluation(tmp_path: Path) -> None:
     if not (layouts_dir() / "FloorPlan1-layout.npy").is_file():
         pytest.skip(f"ALFRED layouts not found at {layouts_dir()}")
-    plans = {n: load_floor_plan(n) for n in (1, 201)}
-    drawn = iter([1, 201, 1])
-
-    def on_alfred_plans(rng: np.random.Generator, n: int, plan: object, **kw: Any) -> Any:
-        return sample_low_task(rng, n, plans[next(drawn)], **kw)
-
-    monkeypatch.setattr(downstream, "sample_low_task", on_alfred_plans)
-    downstream.write_low_dataset(tmp_path / "data", 3, lengths=(1,))
+    downstream.write_low_dataset(tmp_path / "data", 6, lengths=(1,), floor_plans=(1, 201))
     ws = Workspace.open(tmp_path / "ws")
     run_import(ws, tmp_path / "data")
     info = _dataset(ws).info
@@ -248,3 +238,31 @@ def test_iql_trains_on_the_low_level_dataset_and_the_run_records_its_level(low_w
     assert dataset["level"] == "low" and dataset["generated_rooms"] == EPISODES
     dims = IQL.load(low_ws.root / run["checkpoint"]).dims
     assert dims["state_dim"] == STATE_DIM and dims["n_actions"] == N_ACTIONS
+
+
+def test_a_low_level_run_is_evaluated_in_the_low_level_simulator(low_ws: Workspace) -> None:
+    from rgvlm_core.rl.iql import IQLConfig
+    from rgvlm_core.rl.runs import TrainSpec, evaluate_run, train_run
+
+    config = IQLConfig(steps=2, log_every=1, batch_size=16, hidden=16)
+    list(train_run(low_ws, TrainSpec(encoder="hash", name="low-eval"), config, threads=1))
+    results = list(evaluate_run(low_ws, "low-eval", episodes_per_length=2, lengths=(1, 2)))
+    assert len(results) == 4
+    assert {r.level for r in results} == {"low"}
+    assert all(str(r.floor_plan).startswith("Generated") for r in results)  # trained on generated rooms
+    assert all(r.steps >= 1 for r in results)
+
+
+def test_an_experiments_evaluation_follows_its_datasets_level_and_floor_plans() -> None:
+    from rgvlm_core.rl.work import EvalPlan
+
+    plan = EvalPlan(("default",), 3)
+    assert plan.at_level({"states": "sim"}) == plan  # subgoal-level data: unchanged
+    low = plan.at_level({"states": "sim", "level": "low", "floor_plans": ["FloorPlan1", "FloorPlan201"]})
+    assert (low.level, low.floor_plans) == ("low", (1, 201))
+    generated = plan.at_level({"states": "sim", "level": "low", "floor_plans": [], "generated_rooms": 4})
+    assert (generated.level, generated.floor_plans) == ("low", None)
+    if not (layouts_dir() / "FloorPlan1-layout.npy").is_file():
+        pytest.skip(f"ALFRED layouts not found at {layouts_dir()}")
+    (config,) = low.configs()
+    assert config.level == "low" and config.floor_plans == (1, 201)

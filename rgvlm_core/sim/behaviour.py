@@ -13,7 +13,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from rgvlm_core.sim.world import ACTION_TOKENS, ACTIONS, HELD, State, action_ind
 
 Style = Literal["expert", "suboptimal", "failed"]
 STYLES: tuple[Style, ...] = ("expert", "suboptimal", "failed")
+S = TypeVar("S")  # the level's state: sim.world.State, or sim.low.world.LowState
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,12 @@ class BehaviourConfig:
 
 
 @dataclass(frozen=True)
-class StepRecord:
+class StepRecord(Generic[S]):
     """One step of a rollout; `state` is the state the action was taken in."""
 
     t: int
     action: int
-    state: State
+    state: S
     valid: bool
     reason: str | None
     subtask_index: int  # the subtask this step serves (the first one not yet completed)
@@ -54,20 +55,21 @@ class StepRecord:
 
 
 @dataclass
-class Rollout:
+class Rollout(Generic[S]):
     """A whole episode: the task, its initial state, the steps and the final state."""
 
     task: Task
-    initial: State
+    initial: S
     style: Style
-    steps: list[StepRecord] = field(default_factory=list)
-    final: State | None = None
+    steps: list[StepRecord[S]] = field(default_factory=list)
+    final: S | None = None
     completed: int = 0
     expert_length: int = 0
+    vocabulary: tuple[str, ...] = ACTION_TOKENS  # the level's action tokens
 
     @property
     def tokens(self) -> list[str]:
-        return [ACTION_TOKENS[s.action] for s in self.steps]
+        return [self.vocabulary[s.action] for s in self.steps]
 
 
 def rollout(
@@ -76,11 +78,11 @@ def rollout(
     style: Style,
     rng: np.random.Generator,
     config: BehaviourConfig = BehaviourConfig(),
-) -> Rollout:
+) -> Rollout[State]:
     """Act in the task from `state` with the given style until done, stopped or capped."""
     n = len(task.subtasks)
     expert_length = len(plan(state, task))
-    out = Rollout(task, state, style, expert_length=expert_length)
+    out: Rollout[State] = Rollout(task, state, style, expert_length=expert_length)
     cap = max(1, math.ceil(config.max_steps_factor * expert_length))
     stop_at = math.inf
     if style == "failed":

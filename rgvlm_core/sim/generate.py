@@ -6,6 +6,10 @@ simulator's subgoal-level actions as low actions and one subgoal per subtask) pl
 cannot hold: states, validity, progress and completion-based rewards. `MANIFEST.json` at the root
 says how the dataset was made and lists every file's SHA-256, so a regeneration can be compared.
 
+At the low level (`level="low"`) the episodes are ALFRED's low-level actions on ALFRED's floor plans
+(`floor_plans`, numbers; None: generated rooms) and sim.low.document writes them in ALFRED's own
+layout (a GotoLocation subgoal before each manipulation).
+
 Deterministic for a seed: episode i draws everything from `default_rng([seed, i])`, whatever the
 number of worker processes.
 """
@@ -22,17 +26,23 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 
 from rgvlm_core.errors import UsageError
 from rgvlm_core.sim.behaviour import STYLES, BehaviourConfig, Rollout, rollout
+from rgvlm_core.sim.low.behaviour import LowBehaviourConfig
 from rgvlm_core.sim.scenes import randomize, sample_task
 from rgvlm_core.sim.serialize import state_to_dict
 from rgvlm_core.sim.tasks import MAX_SUBTASKS, Task, paraphrase
-from rgvlm_core.sim.world import ACTIONS
+from rgvlm_core.sim.world import ACTIONS, State
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from rgvlm_core.sim.low.floorplan import FloorPlan
 
 MANIFEST = "MANIFEST.json"
 SCENE_BASE = {"kitchen": 0, "living room": 200, "bedroom": 300, "bathroom": 400}  # ALFRED's numbering
@@ -46,6 +56,8 @@ VERB_OF = {
     "Toggle": "ToggleObject",
 }
 DEFAULT_MIX = {"expert": 0.5, "suboptimal": 0.35, "failed": 0.15}
+LEVELS = ("subgoal", "low")
+_LOW_ONLY = ("level", "floor_plans", "low_behaviour")  # config keys a subgoal-level manifest leaves out
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,9 @@ class GenerateConfig:
     jpeg_quality: int = 80
     split: str = "train"
     behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
+    level: str = "subgoal"  # "low": ALFRED's low-level actions on a floor plan
+    floor_plans: tuple[int, ...] | None = None  # low level: ALFRED floor plans (None: generated rooms)
+    low_behaviour: LowBehaviourConfig = field(default_factory=LowBehaviourConfig)
 
     def check(self) -> None:
         if self.episodes < 1:
@@ -74,6 +89,38 @@ class GenerateConfig:
             raise UsageError(f"--mix takes non-negative shares of {', '.join(STYLES)}, got {self.mix}")
         if not 0 <= self.randomized <= 1:
             raise UsageError(f"randomized share must be in [0, 1], got {self.randomized}")
+        if self.level not in LEVELS:
+            raise UsageError(f"--level must be one of {', '.join(LEVELS)}, got {self.level!r}")
+        if self.level == "subgoal" and self.floor_plans is not None:
+            raise UsageError("--floor-plans needs --level low (the subgoal level has no floor plans)")
+        if self.level == "low":
+            self.low_plans()
+
+    def low_plans(self) -> dict[int, list[FloorPlan | None]]:
+        """Per task length, the floor plans that pose it (None: a generated room); raises UsageError
+        naming the length when none of the chosen floor plans poses it."""
+        from rgvlm_core.sim.low.floorplan import load_floor_plan
+        from rgvlm_core.sim.low.scenes import lengths
+
+        if self.floor_plans is None:
+            return {n: [None] for n in range(self.min_subtasks, self.max_subtasks + 1)}
+        if not self.floor_plans:
+            raise UsageError("--floor-plans names no floor plan")
+        try:
+            plans = [load_floor_plan(n) for n in self.floor_plans]
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--floor-plans: {exc}") from None
+        out: dict[int, list[FloorPlan | None]] = {}
+        for n in range(self.min_subtasks, self.max_subtasks + 1):
+            out[n] = [p for p in plans if n in lengths(p)]
+            if not out[n]:
+                most = max(max(lengths(p), default=0) for p in plans)
+                raise UsageError(
+                    f"--floor-plans: none of the {len(plans)} floor plans poses a task of {n} subtasks "
+                    f"(at most {most}; five and six subtasks slice, which needs a kitchen's knife and "
+                    f"food); lower --max-subtasks or add kitchens"
+                )
+        return out
 
 
 @dataclass(frozen=True)
@@ -155,6 +202,8 @@ def _write_episode_job(job: tuple[Any, ...]) -> Generated:
 def _write_episode(
     out: Path, config: GenerateConfig, index: int, style: str, n_subtasks: int, randomized: bool
 ) -> Generated:
+    if config.level == "low":
+        return _write_low_episode(out, config, index, style, n_subtasks, randomized)
     rng = np.random.default_rng([config.seed, index])
     # Draw another task when the episode has no step (a failed one may stop before acting) or when
     # one step completes two subtasks at once (a detour can satisfy a later Put early): the later
@@ -186,6 +235,63 @@ def _write_episode(
     )
 
 
+def _write_low_episode(
+    out: Path, config: GenerateConfig, index: int, style: str, n_subtasks: int, randomized: bool
+) -> Generated:
+    from rgvlm_core.sim.low.behaviour import low_rollout
+    from rgvlm_core.sim.low.document import low_traj_document
+    from rgvlm_core.sim.low.scenes import randomize_low, sample_low_task
+
+    rng = np.random.default_rng([config.seed, index])
+    plans = _low_plans(config)[n_subtasks]
+    while True:  # as at the subgoal level: every subtask must own at least one action
+        plan = plans[int(rng.integers(len(plans)))]
+        task, state = sample_low_task(rng, n_subtasks, plan, phrasing="seen")
+        if randomized:
+            state = randomize_low(state, rng)
+        result = low_rollout(task, state, style, rng, config.low_behaviour)  # type: ignore[arg-type]
+        if result.steps and all(step.reward <= 1 for step in result.steps):
+            break
+    extra = [paraphrase(task, "seen", rng) for _ in range(config.annotations - 1)]
+    trial = f"trial_L{config.seed:04d}_{index:06d}"
+    number = int(plan.name.removeprefix("FloorPlan")) if plan is not None and is_alfred_plan(plan.name) else 0
+    trial_dir = out / config.split / _task_dir(task, number) / trial
+    trial_dir.mkdir(parents=True)
+    condition = "randomized" if randomized else "default"
+    doc = low_traj_document(result, trial, number, condition, extra)
+    (trial_dir / "traj_data.json").write_bytes(orjson.dumps(doc))
+    if config.frames:
+        from rgvlm_core.sim.low.render import render_low_image
+
+        states = [s.state for s in result.steps] + [result.final]
+        _write_images(trial_dir, [render_low_image(s) for s in states if s is not None], config.jpeg_quality)
+    return Generated(
+        index,
+        str(trial_dir.relative_to(out)),
+        style,
+        n_subtasks,
+        result.completed,
+        len(result.steps),
+        task.task_type,
+    )
+
+
+_LOW_PLANS: dict[tuple[int, ...] | None, dict[int, list[Any]]] = {}
+
+
+def _low_plans(config: GenerateConfig) -> dict[int, list[Any]]:
+    """GenerateConfig.low_plans, once per process (each worker loads the floor plans once)."""
+    key = config.floor_plans
+    if key not in _LOW_PLANS:
+        _LOW_PLANS[key] = config.low_plans()
+    return _LOW_PLANS[key]
+
+
+def is_alfred_plan(name: str) -> bool:
+    """Whether a floor plan's name is an ALFRED one (FloorPlanN), not a generated room's."""
+    return name.startswith("FloorPlan") and name.removeprefix("FloorPlan").isdigit()
+
+
 def _task_dir(task: Task, scene_num: int) -> str:
     p = task.params
     parts = [task.task_type, str(p["object_target"]), str(p["mrecep_target"] or "None")]
@@ -194,7 +300,7 @@ def _task_dir(task: Task, scene_num: int) -> str:
 
 
 def traj_document(
-    result: Rollout,
+    result: Rollout[State],
     trial: str,
     scene_num: int,
     condition: str,
@@ -278,16 +384,20 @@ def traj_document(
     }
 
 
-def _write_frames(trial_dir: Path, result: Rollout, quality: int) -> None:
+def _write_frames(trial_dir: Path, result: Rollout[State], quality: int) -> None:
     from rgvlm_core.sim.render import render_image
 
+    states = [s.state for s in result.steps] + [result.final]
+    _write_images(trial_dir, [render_image(s) for s in states if s is not None], quality)
+
+
+def _write_images(trial_dir: Path, images: list[Image.Image], quality: int) -> None:
+    """raw_images/000000000.jpg, ...: one frame before each action and one after the last."""
     frames = trial_dir / "raw_images"
     frames.mkdir()
-    states = [s.state for s in result.steps] + [result.final]
-    for t, state in enumerate(states):
-        assert state is not None
+    for t, image in enumerate(images):
         buffer = io.BytesIO()
-        render_image(state).save(buffer, format="JPEG", quality=quality, optimize=False)
+        image.save(buffer, format="JPEG", quality=quality, optimize=False)
         (frames / f"{t:09d}.jpg").write_bytes(buffer.getvalue())
 
 
@@ -303,6 +413,8 @@ def write_manifest(out: Path, config: GenerateConfig, written: list[Generated]) 
         if p.is_file() and p.name != MANIFEST
     }
     cfg = asdict(config)
+    if config.level == "subgoal":  # as before the low level existed: subgoal manifests stay as they were
+        cfg = {k: v for k, v in cfg.items() if k not in _LOW_ONLY}
     doc = {
         "made_by": "rgvlm sim generate",
         "command": _command(config),
@@ -334,4 +446,10 @@ def _command(config: GenerateConfig) -> str:
         f"--randomized {config.randomized:g} --annotations {config.annotations} --split {config.split}"
         + ("" if config.frames else " --no-frames")
         + (f" --jpeg-quality {config.jpeg_quality}" if config.frames and config.jpeg_quality != 80 else "")
+        + (_low_options(config) if config.level == "low" else "")
     )
+
+
+def _low_options(config: GenerateConfig) -> str:
+    plans = "" if config.floor_plans is None else " --floor-plans " + ",".join(map(str, config.floor_plans))
+    return " --level low" + plans
