@@ -189,3 +189,33 @@ def test_floor_plans_that_pose_no_task_of_a_length_are_refused_naming_it(tmp_pat
     with pytest.raises(UsageError, match="FloorPlan999"):
         list(generate(tmp_path / "z", GenerateConfig(episodes=2, level="low", floor_plans=(999,))))
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_the_cli_generates_low_level_data_and_refuses_bad_floor_plans_before_writing(tmp_path: Path) -> None:
+    from tests.cli_support import rgvlm
+
+    _layouts()
+    done = rgvlm(
+        "sim",
+        "generate",
+        "-n",
+        "6",
+        "--level",
+        "low",
+        "--floor-plans",
+        "1,201",
+        "--max-subtasks",
+        "3",
+        "--no-frames",
+        "-o",
+        str(tmp_path / "ok"),
+    )
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((tmp_path / "ok" / MANIFEST).read_text())
+    assert manifest["counts"]["episodes"] == 6 and "--level low --floor-plans 1,201" in manifest["command"]
+    bad = rgvlm(
+        "sim", "generate", "-n", "2", "--level", "low", "--floor-plans", "bedrooms", "-o", str(tmp_path / "b")
+    )
+    assert bad.returncode == 1 and "5 subtasks" in bad.stderr and not (tmp_path / "b").exists()
+    wrong = rgvlm("sim", "generate", "-n", "2", "--floor-plans", "1", "-o", str(tmp_path / "w"))
+    assert wrong.returncode == 1 and "--level low" in wrong.stderr and not (tmp_path / "w").exists()

@@ -37,6 +37,18 @@ def generate(
     frames: bool = typer.Option(True, "--frames/--no-frames", help="Render raw_images/ (JPEG, 300x300)."),
     jpeg_quality: int = typer.Option(80, "--jpeg-quality", min=1, max=95, help="JPEG quality of the frames."),
     workers: int = typer.Option(2, "--workers", min=1, help="Processes (the result does not depend on it)."),
+    level: str = typer.Option(
+        "subgoal",
+        "--level",
+        help="Action level: subgoal (one action per ALFRED subgoal) or low (ALFRED's low-level actions "
+        "on a floor plan: walks, turns, looks, interactions).",
+    ),
+    floor_plans: str | None = typer.Option(
+        None,
+        "--floor-plans",
+        help="Low level: ALFRED floor plans, e.g. kitchens,201-205 (sets kitchens, livingrooms, bedrooms, "
+        "bathrooms; numbers; ranges), read from $RGVLM_ALFRED_LAYOUTS. Default: generated rooms.",
+    ),
 ) -> None:
     """Generate an ALFRED-format dataset (traj_data.json + raw_images/) of simulator episodes."""
 
@@ -55,7 +67,10 @@ def generate(
         frames=frames,
         split=split,
         jpeg_quality=jpeg_quality,
+        level=level,
+        floor_plans=_floor_plans(floor_plans, level),
     )
+    config.check()  # before the folder is made: a bad --floor-plans leaves nothing behind
     _check_out_folder(out)
     steps = 0
     with progress_bar("generating") as progress:
