@@ -254,12 +254,17 @@ def test_a_low_level_run_is_evaluated_in_the_low_level_simulator(low_ws: Workspa
 
 
 def test_an_experiments_evaluation_follows_its_datasets_level_and_floor_plans() -> None:
+    from dataclasses import replace
+
+    from rgvlm_core.rl.config import LOW_SUBTASK_BUDGET, SUBTASK_BUDGET
     from rgvlm_core.rl.work import EvalPlan
 
-    plan = EvalPlan(("default",), 3)
+    plan = EvalPlan(("default",), 3, subtask_budget=SUBTASK_BUDGET)  # as `rgvlm experiment` makes it
     assert plan.at_level({"states": "sim"}) == plan  # subgoal-level data: unchanged
     low = plan.at_level({"states": "sim", "level": "low", "floor_plans": ["FloorPlan1", "FloorPlan201"]})
     assert (low.level, low.floor_plans) == ("low", (1, 201))
+    assert plan.subtask_budget == SUBTASK_BUDGET and low.subtask_budget == LOW_SUBTASK_BUDGET
+    assert replace(plan, subtask_budget=9).at_level({"level": "low"}).subtask_budget == 9  # asked for: kept
     generated = plan.at_level({"states": "sim", "level": "low", "floor_plans": [], "generated_rooms": 4})
     assert (generated.level, generated.floor_plans) == ("low", None)
     if not (layouts_dir() / "FloorPlan1-layout.npy").is_file():

@@ -18,7 +18,7 @@ from rgvlm_core.cli.common import (
     threads_option,
     vlm_reward_option,
 )
-from rgvlm_core.rl.config import SUBTASK_BUDGET
+from rgvlm_core.rl.config import LOW_SUBTASK_BUDGET, SUBTASK_BUDGET
 from rgvlm_core.workspace import Workspace
 
 
@@ -55,7 +55,7 @@ def experiment(
         "--subtask-budget",
         min=0,
         help="Steps each subtask may take in evaluation before the episode is cut off; 0: the old per-task "
-        "budget (twice the expert's plan).",
+        f"budget (twice the expert's plan). On low-level data the default becomes {LOW_SUBTASK_BUDGET}.",
     ),
     curve_every: int = typer.Option(
         0, "--curve-every", min=0, help="Evaluate every N updates for a completion-vs-steps curve (0: never)."

@@ -226,8 +226,11 @@ def run_experiment(
     tasks = plan_tasks(experiment_id, todo, config, evaluation, threads, workers, stack)
     runner = make_executor(executor, workers, address, tasks=len(tasks))
     yield ExperimentProgress(experiment_id, len(cells), done_before, fraction=done_before / len(cells))
-    datasets, about, embeddings = _prepare(workspace, spec, tasks, evaluation, config.gamma)
-    tasks = [replace(task, instructions=embeddings) for task in tasks]
+    datasets, about, evaluation, embeddings = _prepare(workspace, spec, tasks, evaluation, config.gamma)
+    tasks = [
+        replace(task, evaluation=evaluation if task.evaluation else None, instructions=embeddings)
+        for task in tasks
+    ]
     recorder = RunRecorder(workspace, tasks, lambda task: about[task.source], experiment_id)
     tracker = _Tracker(experiment_id, tasks, len(cells), done_before)
     try:
@@ -307,9 +310,10 @@ def plan_tasks(
 
 def _prepare(
     workspace: Workspace, spec: ExperimentSpec, tasks: list[RunTask], evaluation: EvalPlan, gamma: float
-) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, Any]]:
-    """The dataset of every reward source (built once, cached), what each run records about it, and the
-    embeddings of every evaluation instruction."""
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], EvalPlan, dict[str, Any]]:
+    """The dataset of every reward source (built once, cached), what each run records about it, the
+    evaluation at the data's level (subgoal, or low on the data's floor plans) and the embeddings of
+    every evaluation instruction."""
     from rgvlm_core.rl.dataset import parse_reward_source
     from rgvlm_core.rl.dataset_cache import cached_dataset
     from rgvlm_core.rl.encoder import make_encoder
@@ -340,8 +344,10 @@ def _prepare(
             }
     finally:
         reader.close()
+    if datasets:
+        evaluation = evaluation.at_level(next(iter(datasets.values())).info)
     embeddings = evaluation_embeddings(evaluation, encoder, workspace.root / "rl_cache")
-    return datasets, about, embeddings
+    return datasets, about, evaluation, embeddings
 
 
 class _Tracker:

@@ -161,11 +161,17 @@ def evaluate_run(
             )
         return int(action[0])
 
+    from rgvlm_core.rl.dataset import dataset_floor_plans
+
+    info = json.loads(rows[0]["dataset"] or "{}")
+    level = str(info.get("level", "subgoal"))  # evaluated in the simulator (and floor plans) it learnt from
     config = EvalConfig(
         lengths=lengths,
         episodes_per_length=episodes_per_length,
         condition=condition,  # type: ignore[arg-type]  # checked by EvalConfig
         seed=seed,
+        level=level,  # type: ignore[arg-type]
+        floor_plans=dataset_floor_plans(info) if level == "low" else None,
     )
     buffer: list[Any] = []
     # One observation at a time: a thread pool only adds synchronisation to such tiny matmuls, and on a

@@ -37,6 +37,22 @@ class EvalPlan:
     subtask_budget: int | None = None
     curve_every: int = 0
     curve_episodes: int = 10
+    level: str = "subgoal"  # the simulator level the runs' data is at (set from the dataset: at_level)
+    floor_plans: tuple[int, ...] | None = None  # low level: the data's ALFRED floor plans (None: generated)
+
+    def at_level(self, info: dict[str, Any]) -> EvalPlan:
+        """This plan at the level and on the floor plans of a dataset (its `OfflineArrays.info`): a policy
+        is evaluated in the simulator its data came from, on the floor plans it was trained on. At the low
+        level the default budget (SUBTASK_BUDGET, sized for subgoals) becomes LOW_SUBTASK_BUDGET: one
+        low-level subtask alone takes the expert 12 steps on average."""
+        from rgvlm_core.rl.config import LOW_SUBTASK_BUDGET, SUBTASK_BUDGET
+        from rgvlm_core.rl.dataset import dataset_floor_plans
+
+        level = str(info.get("level", "subgoal"))
+        if level != "low":
+            return replace(self, level=level, floor_plans=None)
+        budget = LOW_SUBTASK_BUDGET if self.subtask_budget == SUBTASK_BUDGET else self.subtask_budget
+        return replace(self, level=level, floor_plans=dataset_floor_plans(info), subtask_budget=budget)
 
     @property
     def episodes(self) -> int:
@@ -54,6 +70,8 @@ class EvalPlan:
                 seed=self.seed,
                 phrasing=phrasing,  # type: ignore[arg-type]
                 subtask_budget=self.subtask_budget,
+                level=self.level,  # type: ignore[arg-type]
+                floor_plans=self.floor_plans,
             )
             for condition in self.conditions
             for phrasing in self.phrasings
