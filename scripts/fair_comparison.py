@@ -13,13 +13,23 @@ Protocol (fixed before any result was seen; docs/paper-comparison.md says why ea
   steps per subtask, seen and unseen phrasings, evaluation seed 0 (the test split); a completion curve
   every 2,000 updates on 5 tasks per length.
 
+The low level (`--part low`, issue 14; fixed on 2026-12-02 before any of its results was seen): the same
+question where subtasks are long. Data: `rgvlm sim generate --level low --floor-plans kitchens` (ALFRED's
+30 kitchens, the only floor plans that pose all of 1-6 subtasks; ALFRED's low-level actions, about 12 expert
+steps per subtask), 1,500 episodes, seed 11, the 40/40/20 mix, half randomised, 2 annotations. Labels as
+above. Methods: Sparse, behaviour cloning, RG-VLM alone and Sparse+RG-VLM under `cost` (the default the
+subgoal level chose) with reference and with noisy labels, and Sparse+RG-VLM under `raw` (the paper's
+mapping); seeds 0-4; 10,000 updates. Evaluation on the same kitchens (new seeded tasks): 25 tasks per
+length and condition, held-out phrasings only, the low level's budget of 70 steps per subtask
+(rl.config.LOW_SUBTASK_BUDGET), no curve (each low-level episode is ~25x the subgoal level's steps).
+
 Parts: `core` (the 40/40/20 mix; Sparse, BC and Sparse+RG-VLM with reference labels under raw, cost
 and shaped: what fits in about an hour on a 2-core machine), `lowexpert` (the 10/60/30 mix; Sparse and
 Sparse+RG-VLM with reference labels under cost and shaped) and `full` (everything above: about 8 hours
 there). A part reruns nothing already stored: an experiment of the same name resumes; tasks run
 round-robin over methods, so a part stopped early has every method at about the same number of seeds.
 
-usage: python scripts/fair_comparison.py ROOT [--part core|full] [--docs docs/fair-comparison]
+usage: python scripts/fair_comparison.py ROOT [--part core|lowexpert|full|low] [--docs docs/fair-comparison]
 Writes ROOT/ws-<mix> workspaces, then DOCS/results.md (tables), DOCS/results.csv, DOCS/reward-check.json,
 DOCS/paired.png (the figure, drawn with Chromium when Playwright is installed) and DOCS/timing.json.
 """
@@ -41,6 +51,16 @@ MIXES = {
     "40-40-20": "expert=0.4,suboptimal=0.4,failed=0.2",
     "10-60-30": "expert=0.1,suboptimal=0.6,failed=0.3",
 }
+LOW = "low-"  # a mix key starting with it is generated at the low level, on the kitchens
+LOW_METHODS = (
+    "sparse",
+    "bc",
+    "rgvlm:reference@cost",
+    "sparse+rgvlm:reference@cost",
+    "rgvlm:noisy-0.2@cost",
+    "sparse+rgvlm:noisy-0.2@cost",
+    "sparse+rgvlm:reference@raw",
+)
 LABELS = {"reference": "reference", "noisy-0.2": "noisy-0.2"}
 STEPS, SEEDS = 10_000, 5
 CORE = ("sparse", "bc", "sparse+reference@raw", "sparse+reference@cost", "sparse+reference@shaped")
@@ -59,6 +79,8 @@ PARTS: dict[str, dict[str, tuple[str, ...]]] = {
     # the second question, fixed before the core part's results: does it hold with 10% expert data?
     "lowexpert": {"10-60-30": ("sparse", "sparse+reference@cost", "sparse+reference@shaped")},
     "full": {mix: full_methods() for mix in MIXES},
+    # issue 14: does dense reward help more when subtasks are long? (fixed before any low-level result)
+    "low": {f"{LOW}40-40-20": LOW_METHODS},
 }
 MAPPINGS_CHECKED = ("sparse", "raw", "cost", "centred", "shaped")
 
@@ -74,9 +96,11 @@ def rgvlm(ws: Path | None, *args: str, capture: bool = False) -> str:
 def prepare(root: Path, mix: str) -> Path:
     """Data, import and both label runs of a mix (each step skipped when already done)."""
     data, ws = root / f"data-{mix}", root / f"ws-{mix}"
+    low = ["--level", "low", "--floor-plans", "kitchens"] if mix.startswith(LOW) else []
     if not data.exists():
-        rgvlm(None, "sim", "generate", "--episodes", "1500", "--seed", "11", "--out", str(data),
-              "--no-frames", "--mix", MIXES[mix], "--randomized", "0.5", "--annotations", "2")  # fmt: skip
+        rgvlm(None, "sim", "generate", "--episodes", "1500", "--seed", "11", "--out", str(data), *low,
+              "--no-frames", "--mix", MIXES[mix.removeprefix(LOW)], "--randomized", "0.5",
+              "--annotations", "2")  # fmt: skip
     rgvlm(ws, "import", str(data))
     rgvlm(ws, "label", "--labeller", "reference", "--name", "reference")
     rgvlm(
@@ -96,8 +120,11 @@ def reward_checks(ws: Path) -> list[dict[str, Any]]:
 
 
 def experiment(ws: Path, mix: str, methods: tuple[str, ...]) -> None:
+    evaluation = ["--curve-every", "2000", "--curve-episodes", "5"]
+    if mix.startswith(LOW):  # the low level's budget is the experiment's default there (70 per subtask)
+        evaluation = ["--episodes-per-length", "25", "--phrasings", "unseen"]
     rgvlm(ws, "experiment", "--name", f"fair-{mix}", "--seeds", str(SEEDS), "--steps", str(STEPS),
-          "--methods", ",".join(methods), "--curve-every", "2000", "--curve-episodes", "5",
+          "--methods", ",".join(methods), *evaluation,
           "--log-every", "250", "--report", str(ws / f"fair-{mix}.html"))  # fmt: skip
 
 
@@ -120,15 +147,17 @@ def tables(ws: Path, mix: str, methods: tuple[str, ...]) -> tuple[str, pd.DataFr
             [f"## Data mix {mix} (expert / suboptimal / failed, %)", "", _took(reader, run_ids), ""],
             [],
         )
-        for phrasing in ("unseen", "seen"):
+        for phrasing in ("unseen",) if mix.startswith(LOW) else ("unseen", "seen"):
             c = build_comparison(reader, run_ids, phrasing=phrasing)
             frames.append(c.seeds.assign(mix=mix, phrasing=phrasing))
             order = [m for m in compare.methods_in_order(reader) if m in set(c.summary["method"])]
             lines += (
                 _length_tables(c, order, phrasing) + _paired_table(c, phrasing) + _success_table(c, order)
             )
-            if phrasing == "unseen":
+            if phrasing == "unseen" and not mix.startswith(LOW):  # (the object table replays subgoal tasks)
                 lines += _kind_table(c) + _object_table(c) + _curve_table(c)
+            elif phrasing == "unseen":
+                lines += _kind_table(c)
     finally:
         reader.close()
     return "\n".join(lines), pd.concat(frames, ignore_index=True)
