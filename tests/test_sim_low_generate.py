@@ -219,3 +219,18 @@ def test_the_cli_generates_low_level_data_and_refuses_bad_floor_plans_before_wri
     assert bad.returncode == 1 and "5 subtasks" in bad.stderr and not (tmp_path / "b").exists()
     wrong = rgvlm("sim", "generate", "-n", "2", "--floor-plans", "1", "-o", str(tmp_path / "w"))
     assert wrong.returncode == 1 and "--level low" in wrong.stderr and not (tmp_path / "w").exists()
+
+
+def test_a_detour_on_the_way_is_part_of_the_walk_subgoal() -> None:
+    move, pick, put = (
+        ACTION_INDEX["MoveAhead_25"],
+        ACTION_INDEX["PickupObject(Apple)"],
+        ACTION_INDEX["PutObject(Fridge)"],
+    )
+    opened, look = ACTION_INDEX["OpenObject(Fridge)"], ACTION_INDEX["LookDown_15"]
+    # subtask 0: a wrong pickup put back, then the walk and the pickup; subtask 1: open, put, walk, look,
+    # and the episode stops there (the last walk has no manipulation yet)
+    actions = [pick, put, move, move, pick, move, look, opened, put, move, look]
+    rewards = [0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0]
+    assert high_idxs(actions, rewards) == [0, 0, 0, 0, 1, 2, 2, 3, 3, 4, 4]
+    assert high_idxs([pick], [1]) == [1]  # nothing walked: the GotoLocation owns no step

@@ -1,8 +1,7 @@
 """A low-level rollout as ALFRED's traj_data.json: subgoals in `high_pddl`, low actions in `low_actions`.
 
-ALFRED's own layout: each subtask k is two subgoals, `GotoLocation` (high_idx 2k: the walk before the
-subtask's first interaction) and the manipulation (2k+1: its interactions and any steps between them),
-then `NoOp`. Each low action carries its `discrete_action` (`MoveAhead_25` with no args,
+ALFRED's own layout: each subtask k is two subgoals, `GotoLocation` (high_idx 2k: the subtask's steps up
+to its last move or look) and the manipulation (2k+1: the interactions after it), then `NoOp`. Each low action carries its `discrete_action` (`MoveAhead_25` with no args,
 `PickupObject` with its target class) and its `api_action` as AI2-THOR takes it (object ids
 `Type|x|y|z` from the receptacle's position on real floor plans). The `rgvlm_sim` key is version 2,
 level "low": the floor plan once ("plan", the compact string the states need; "floor_plan", the whole
@@ -41,13 +40,23 @@ _OBJECT_HEIGHT = 0.9  # metres: the y of an object id (the layouts give receptac
 
 
 def high_idxs(actions: list[int], rewards: list[int]) -> list[int]:
-    """2k for subtask k's walk before its first interaction, 2k+1 for the rest of its steps."""
-    out, k, touched = [], 0, False
-    for a, r in zip(actions, rewards, strict=True):
-        touched = touched or a >= N_NAV
-        out.append(2 * k + (1 if touched else 0))
+    """The subgoal of each step: subtask k's steps up to its last move or look before it completes (or
+    before the episode ends) walk, `GotoLocation` (2k); the rest manipulate (2k+1). A detour or a wrong
+    pickup on the way is thereby part of the walk, as in ALFRED, where a subgoal's last walk ends where
+    its interactions begin."""
+    segments: list[tuple[int, int]] = []
+    first = 0
+    for t, r in enumerate(rewards):
         if r:
-            k, touched = k + 1, False
+            segments.append((first, t))
+            first = t + 1
+    if first < len(actions):
+        segments.append((first, len(actions) - 1))
+    out: list[int] = []
+    for k, (a, b) in enumerate(segments):
+        walked = [t for t in range(a, b + 1) if actions[t] < N_NAV]
+        last = walked[-1] if walked else a - 1
+        out += [2 * k if t <= last else 2 * k + 1 for t in range(a, b + 1)]
     return out
 
 
