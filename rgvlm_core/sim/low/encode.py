@@ -36,24 +36,38 @@ def encode(s: LowState) -> np.ndarray:
 
 @functools.cache
 def pose_table(plan: FloorPlan) -> np.ndarray:
-    """The pose block of every pose of the plan, in the navigator's pose order."""
+    """The pose block of every pose of the plan, in the navigator's pose order.
+
+    Computed for all poses at once from the index arithmetic of `Navigator` (not pose by pose): every
+    floor plan an env or a dataset meets, generated rooms included, pays for this on first use."""
     nav = navigator(plan)
-    poses = [nav.pose(p) for p in range(nav.n_poses)]
+    index = np.arange(nav.n_poses)
+    horizon = index % len(HORIZONS)
+    heading = index // len(HORIZONS) % len(HEADINGS)
+    cell = index // (len(HORIZONS) * len(HEADINGS))
+    cells = np.array(nav.cells, float).reshape(len(nav.cells), 2)
     out = np.zeros((nav.n_poses, POSE_DIM), np.float32)
-    xs = np.array([p[0] for p in poses], float) * GRID
-    zs = np.array([p[1] for p in poses], float) * GRID
-    heading = np.array([HEADINGS.index(p[2]) for p in poses])
-    out[np.arange(len(poses)), heading] = 1.0
-    out[np.arange(len(poses)), len(HEADINGS) + np.array([HORIZONS.index(p[3]) for p in poses])] = 1.0
-    fx = np.array([STEP[p[2]][0] for p in poses], float)  # forward unit vector
-    fz = np.array([STEP[p[2]][1] for p in poses], float)
+    out[index, heading] = 1.0
+    out[index, len(HEADINGS) + horizon] = 1.0
+    # the location blocks of all receptacles at once: (receptacle, pose) arrays
+    receptacles = plan.receptacles
+    fields = nav.fields([r.pose for r in receptacles])
+    steps = np.array(fields, float).reshape(len(receptacles), nav.n_poses)
+    dx = np.array([r.x for r in receptacles], float)[:, None] - cells[cell, 0] * GRID
+    dz = np.array([r.z for r in receptacles], float)[:, None] - cells[cell, 1] * GRID
+    forward = np.array([STEP[h] for h in HEADINGS], float)[heading]  # forward unit vector
+    fx, fz = forward[:, 0], forward[:, 1]
+    blocks = np.stack(
+        [
+            np.ones_like(steps),  # the room has it
+            np.minimum(steps / STEPS_SCALE, HIGH),
+            np.clip((dx * fx + dz * fz) / METRES_SCALE, LOW, HIGH),  # ahead
+            np.clip((dx * fz - dz * fx) / METRES_SCALE, LOW, HIGH),  # to the right
+        ],
+        axis=-1,
+    )
     base = len(HEADINGS) + len(HORIZONS)
-    for r in plan.receptacles:
-        k = base + PER_LOCATION * LOCATIONS.index(r.cls)
-        steps = nav.field(r.pose).astype(float)
-        dx, dz = r.x - xs, r.z - zs
-        out[:, k] = 1.0
-        out[:, k + 1] = np.minimum(steps / STEPS_SCALE, HIGH)
-        out[:, k + 2] = np.clip((dx * fx + dz * fz) / METRES_SCALE, LOW, HIGH)  # ahead
-        out[:, k + 3] = np.clip((dx * fz - dz * fx) / METRES_SCALE, LOW, HIGH)  # to the right
+    first = [base + PER_LOCATION * LOCATIONS.index(r.cls) for r in receptacles]
+    columns = (np.array(first, int)[:, None] + np.arange(PER_LOCATION)).ravel()
+    out[:, columns] = blocks.transpose(1, 0, 2).reshape(nav.n_poses, len(columns))
     return out

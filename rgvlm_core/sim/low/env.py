@@ -19,7 +19,9 @@ horizon). info["action_mask"] is exactly `low.world.valid_mask`.
 
 Speed: a navigation step that leaves the same receptacle in front keeps the same symbolic world object,
 so the world's part of the vector and of the mask is reused; the pose part comes from the plan's pose
-table. Progress (`track_progress=True`) re-plans after every step and is off by default.
+table and the navigator's movement table. Each step then copies two small arrays (the observation and
+the mask must be new arrays: callers keep them) instead of building them. Progress
+(`track_progress=True`) re-plans after every step and is off by default.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
+from rgvlm_core.sim.encode import STATE_DIM as WORLD_DIM
 from rgvlm_core.sim.encode import encode as world_encode
 from rgvlm_core.sim.env import (
     CONDITIONS,
@@ -109,8 +112,9 @@ class LowHouseholdEnv(gymnasium.Env[dict[str, Any], np.int64]):
         self._last_action: int | None = None
         self._plan: list[int] | None = None  # the expert's remaining plan from the current state
         self._world: State | None = None  # the symbolic world the two caches below belong to
-        self._world_vec: np.ndarray | None = None
+        self._world_vec: np.ndarray | None = None  # a whole state vector: the world's, a pose block
         self._world_mask: np.ndarray | None = None
+        self._n_subtasks = 0
         self._frame: np.ndarray | None = None
 
     # -- tools ----------------------------------------------------------------------------------
@@ -168,6 +172,7 @@ class LowHouseholdEnv(gymnasium.Env[dict[str, Any], np.int64]):
         self._task, self._state, self._done, self._plan = task, state, done, remaining
         self._nav, self._table = navigator(state.plan), pose_table(state.plan)
         self._world = self._world_vec = self._world_mask = self._frame = None
+        self._n_subtasks = len(task)
         self._expert_length = len(remaining)
         self._max_steps = max(1, 2 * self._expert_length)
         self._steps, self._ended, self._last_action = 0, False, None
@@ -203,7 +208,7 @@ class LowHouseholdEnv(gymnasium.Env[dict[str, Any], np.int64]):
         if self.track_progress:
             after = self._remaining_length()
             made_progress = completed > 0 or (before is not None and after is not None and after < before)
-        terminated = self._done == len(task)
+        terminated = self._done == self._n_subtasks
         if self.subtask_budget is None:
             truncated = not terminated and self._steps >= self._max_steps
         else:
@@ -302,14 +307,17 @@ class LowHouseholdEnv(gymnasium.Env[dict[str, Any], np.int64]):
         assert self._nav is not None and self._table is not None  # set by reset
         if state.world is not self._world or self._world_vec is None or self._world_mask is None:
             self._world = state.world
-            self._world_vec = world_encode(state.world)
+            self._world_vec = np.zeros(STATE_DIM, np.float32)
+            self._world_vec[:WORLD_DIM] = world_encode(state.world)
             self._world_mask = valid_mask(state).astype(np.int8)
         p = self._nav.index(state.pose)
         mask = self._world_mask.copy()
-        mask[:N_NAV] = self._nav.next[p] >= 0
+        mask[:N_NAV] = self._nav.can_move[p]
+        vec = self._world_vec.copy()
+        vec[WORLD_DIM:] = self._table[p]
         obs: dict[str, Any] = {
-            "state": np.concatenate([self._world_vec, self._table[p]]),
-            "instruction": task.instructions[min(self._done, len(task) - 1)],
+            "state": vec,
+            "instruction": task.instructions[min(self._done, self._n_subtasks - 1)],
         }
         if self.frames:
             if self._frame is None:
@@ -323,7 +331,7 @@ class LowHouseholdEnv(gymnasium.Env[dict[str, Any], np.int64]):
             "goal": task.goal,
             "instructions": task.instructions,
             "subtask_index": self._done,
-            "n_subtasks": len(task),
+            "n_subtasks": self._n_subtasks,
             "expert_length": self._expert_length,
             "invalid": invalid,
             "progress": made_progress,

@@ -160,7 +160,7 @@ def valid_mask(s: LowState) -> np.ndarray:
     """A boolean array over ACTIONS: True where `apply` would accept the action."""
     mask = np.zeros(N_ACTIONS, dtype=bool)
     nav = navigator(s.plan)
-    mask[:N_NAV] = nav.next[nav.index(s.pose)] >= 0
+    mask[:N_NAV] = nav.can_move[nav.index(s.pose)]
     w = s.world
     if w.agent is None:
         return mask
