@@ -234,3 +234,14 @@ def test_a_detour_on_the_way_is_part_of_the_walk_subgoal() -> None:
     rewards = [0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0]
     assert high_idxs(actions, rewards) == [0, 0, 0, 0, 1, 2, 2, 3, 3, 4, 4]
     assert high_idxs([pick], [1]) == [1]  # nothing walked: the GotoLocation owns no step
+
+
+def test_per_floor_plan_caches_stay_bounded_over_many_generated_rooms() -> None:
+    """Each generated room is a floor plan of its own: the caches keyed by plan must not grow with them."""
+    from rgvlm_core.sim.low.encode import pose_table
+    from rgvlm_core.sim.low.nav import navigator
+
+    for i in range(150):
+        _, s = sample_low_task(np.random.default_rng([9, i]), 1, None)
+        pose_table(s.plan)
+    assert navigator.cache_info().currsize <= 128 and pose_table.cache_info().currsize <= 128

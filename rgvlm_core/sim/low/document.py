@@ -1,8 +1,9 @@
 """A low-level rollout as ALFRED's traj_data.json: subgoals in `high_pddl`, low actions in `low_actions`.
 
 ALFRED's own layout: each subtask k is two subgoals, `GotoLocation` (high_idx 2k: the subtask's steps up
-to its last move or look) and the manipulation (2k+1: the interactions after it), then `NoOp`. Each low action carries its `discrete_action` (`MoveAhead_25` with no args,
-`PickupObject` with its target class) and its `api_action` as AI2-THOR takes it (object ids
+to its last move or look) and the manipulation (2k+1: the interactions after it), then `NoOp`. Each low
+action carries its `discrete_action` (`MoveAhead_25` with no args, `PickupObject` with its target class)
+and its `api_action` as AI2-THOR takes it (object ids
 `Type|x|y|z` from the receptacle's position on real floor plans). The `rgvlm_sim` key is version 2,
 level "low": the floor plan once ("plan", the compact string the states need; "floor_plan", the whole
 plan with its furniture, for frames and the player) and each state without it (the reader puts it back).

@@ -34,7 +34,7 @@ def encode(s: LowState) -> np.ndarray:
     return np.concatenate([high_encode(s.world), table[navigator(s.plan).index(s.pose)]])
 
 
-@functools.cache
+@functools.lru_cache(maxsize=128)  # ALFRED's 120 plans take 141 MB; generated rooms come and go
 def pose_table(plan: FloorPlan) -> np.ndarray:
     """The pose block of every pose of the plan, in the navigator's pose order.
 

@@ -141,7 +141,7 @@ class Navigator:
         return out
 
 
-@functools.cache
+@functools.lru_cache(maxsize=128)  # every ALFRED plan, and the generated rooms of late
 def navigator(plan: FloorPlan) -> Navigator:
     """The navigator of a floor plan (one per plan object, built on first use)."""
     return Navigator(plan)

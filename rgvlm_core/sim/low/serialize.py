@@ -43,7 +43,7 @@ def low_state_from_dict(doc: dict[str, Any]) -> LowState:
     return LowState(plan, world, pose)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=256)
 def plan_to_string(plan: FloorPlan) -> str:
     """`name;room;start;x0,z0,w,d,hexbitmap;cls,id,x,z,ix,iz,heading,horizon,posed|...`."""
     xs = [c[0] for c in plan.cells]
