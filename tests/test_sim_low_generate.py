@@ -245,3 +245,10 @@ def test_per_floor_plan_caches_stay_bounded_over_many_generated_rooms() -> None:
         _, s = sample_low_task(np.random.default_rng([9, i]), 1, None)
         pose_table(s.plan)
     assert navigator.cache_info().currsize <= 128 and pose_table.cache_info().currsize <= 128
+
+
+def test_one_process_generates_datasets_of_other_lengths_one_after_the_other(tmp_path: Path) -> None:
+    for k, (low, high) in enumerate(((1, 1), (2, 3))):
+        config = GenerateConfig(episodes=2, level="low", min_subtasks=low, max_subtasks=high, frames=False)
+        written = list(generate(tmp_path / str(k), config))
+        assert {g.n_subtasks for g in written} <= set(range(low, high + 1))

@@ -276,12 +276,12 @@ def _write_low_episode(
     )
 
 
-_LOW_PLANS: dict[tuple[int, ...] | None, dict[int, list[Any]]] = {}
+_LOW_PLANS: dict[tuple[Any, ...], dict[int, list[Any]]] = {}
 
 
 def _low_plans(config: GenerateConfig) -> dict[int, list[Any]]:
-    """GenerateConfig.low_plans, once per process (each worker loads the floor plans once)."""
-    key = config.floor_plans
+    """GenerateConfig.low_plans, once per process and config (each worker loads the floor plans once)."""
+    key = (config.floor_plans, config.min_subtasks, config.max_subtasks)
     if key not in _LOW_PLANS:
         _LOW_PLANS[key] = config.low_plans()
     return _LOW_PLANS[key]
