@@ -368,19 +368,27 @@ def traj_document(
         },
         "rgvlm_sim": {
             "version": 1,
-            "behaviour": result.style,
-            "condition": condition,
-            "room": task.room,
-            "n_subtasks": len(task.subtasks),
-            "completed": result.completed,
-            "expert_length": result.expert_length,
-            "subtasks": [asdict(s) for s in task.subtasks],
-            "rewards": [s.reward for s in result.steps],
-            "progress": [s.progress for s in result.steps],
-            "valid": [s.valid for s in result.steps],
-            "invalid_reasons": [s.reason for s in result.steps],
+            **outcome(result, condition),
             "states": [state_to_dict(s.state) for s in result.steps] + [state_to_dict(result.final)],
         },
+    }
+
+
+def outcome(result: Rollout[Any], condition: str) -> dict[str, Any]:
+    """The `rgvlm_sim` fields both levels write: how the episode was made and what each step did."""
+    task = result.task
+    return {
+        "behaviour": result.style,
+        "condition": condition,
+        "room": task.room,
+        "n_subtasks": len(task.subtasks),
+        "completed": result.completed,
+        "expert_length": result.expert_length,
+        "subtasks": [asdict(s) for s in task.subtasks],
+        "rewards": [s.reward for s in result.steps],
+        "progress": [s.progress for s in result.steps],
+        "valid": [s.valid for s in result.steps],
+        "invalid_reasons": [s.reason for s in result.steps],
     }
 
 

@@ -11,25 +11,16 @@ plan with its furniture, for frames and the player) and each state without it (t
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from rgvlm_core.sim.behaviour import Rollout
+from rgvlm_core.sim.generate import VERB_OF, outcome
 from rgvlm_core.sim.low.floorplan import GRID
 from rgvlm_core.sim.low.nav import N_NAV
 from rgvlm_core.sim.low.serialize import floor_plan_document, low_state_to_dict, plan_to_string
 from rgvlm_core.sim.low.world import ACTIONS, FAUCET, LowState
 from rgvlm_core.sim.tasks import SubtaskSpec, Task
 
-VERB_OF = {
-    "Pickup": "PickupObject",
-    "Put": "PutObject",
-    "Heat": "HeatObject",
-    "Cool": "CoolObject",
-    "Clean": "CleanObject",
-    "Slice": "SliceObject",
-    "Toggle": "ToggleObject",
-}
 API_NAV: dict[str, dict[str, Any]] = {
     "MoveAhead_25": {"action": "MoveAhead", "forceAction": True, "moveMagnitude": 0.25},
     "RotateLeft_90": {"action": "RotateLeft", "forceAction": True},
@@ -201,17 +192,7 @@ def low_traj_document(
             "level": "low",
             "plan": plan_to_string(plan),
             "floor_plan": floor_plan_document(plan),
-            "behaviour": result.style,
-            "condition": condition,
-            "room": task.room,
-            "n_subtasks": len(task.subtasks),
-            "completed": result.completed,
-            "expert_length": result.expert_length,
-            "subtasks": [asdict(s) for s in task.subtasks],
-            "rewards": [st.reward for st in steps],
-            "progress": [st.progress for st in steps],
-            "valid": [st.valid for st in steps],
-            "invalid_reasons": [st.reason for st in steps],
+            **outcome(result, condition),
             "states": [_without_plan(low_state_to_dict(s)) for s in states],
         },
     }
