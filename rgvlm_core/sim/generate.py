@@ -22,7 +22,7 @@ import json
 import math
 import platform
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -204,6 +204,8 @@ def _write_episode(
 ) -> Generated:
     if config.level == "low":
         return _write_low_episode(out, config, index, style, n_subtasks, randomized)
+    from rgvlm_core.sim.render import render_image
+
     rng = np.random.default_rng([config.seed, index])
     # Draw another task when the episode has no step (a failed one may stop before acting) or when
     # one step completes two subtasks at once (a detour can satisfy a later Put early): the later
@@ -216,23 +218,9 @@ def _write_episode(
         if result.steps and all(step.reward <= 1 for step in result.steps):
             break
     extra = [paraphrase(task, "seen", rng) for _ in range(config.annotations - 1)]
-    trial = f"trial_S{config.seed:04d}_{index:06d}"
     scene_num = SCENE_BASE[task.room] + 1 + int(rng.integers(30))
-    trial_dir = out / config.split / _task_dir(task, scene_num) / trial
-    trial_dir.mkdir(parents=True)
-    doc = traj_document(result, trial, scene_num, "randomized" if randomized else "default", extra)
-    (trial_dir / "traj_data.json").write_bytes(orjson.dumps(doc))
-    if config.frames:
-        _write_frames(trial_dir, result, config.jpeg_quality)
-    return Generated(
-        index,
-        str(trial_dir.relative_to(out)),
-        style,
-        n_subtasks,
-        result.completed,
-        len(result.steps),
-        task.task_type,
-    )
+    trial = f"trial_S{config.seed:04d}_{index:06d}"
+    return _save(out, config, index, result, trial, scene_num, randomized, extra, traj_document, render_image)
 
 
 def _write_low_episode(
@@ -240,6 +228,7 @@ def _write_low_episode(
 ) -> Generated:
     from rgvlm_core.sim.low.behaviour import low_rollout
     from rgvlm_core.sim.low.document import low_traj_document
+    from rgvlm_core.sim.low.render import render_low_image
     from rgvlm_core.sim.low.scenes import randomize_low, sample_low_task
 
     rng = np.random.default_rng([config.seed, index])
@@ -253,23 +242,39 @@ def _write_low_episode(
         if result.steps and all(step.reward <= 1 for step in result.steps):
             break
     extra = [paraphrase(task, "seen", rng) for _ in range(config.annotations - 1)]
-    trial = f"trial_L{config.seed:04d}_{index:06d}"
     number = int(plan.name.removeprefix("FloorPlan")) if plan is not None and is_alfred_plan(plan.name) else 0
-    trial_dir = out / config.split / _task_dir(task, number) / trial
+    trial = f"trial_L{config.seed:04d}_{index:06d}"
+    return _save(
+        out, config, index, result, trial, number, randomized, extra, low_traj_document, render_low_image
+    )
+
+
+def _save(
+    out: Path,
+    config: GenerateConfig,
+    index: int,
+    result: Rollout[Any],
+    trial: str,
+    scene_num: int,
+    randomized: bool,
+    extra: list[tuple[str, tuple[str, ...]]],
+    document: Callable[..., dict[str, Any]],
+    render: Callable[[Any], Image.Image],
+) -> Generated:
+    """Write one episode of either level: traj_data.json from `document`, frames from `render`."""
+    task = result.task
+    trial_dir = out / config.split / _task_dir(task, scene_num) / trial
     trial_dir.mkdir(parents=True)
-    condition = "randomized" if randomized else "default"
-    doc = low_traj_document(result, trial, number, condition, extra)
+    doc = document(result, trial, scene_num, "randomized" if randomized else "default", extra)
     (trial_dir / "traj_data.json").write_bytes(orjson.dumps(doc))
     if config.frames:
-        from rgvlm_core.sim.low.render import render_low_image
-
         states = [s.state for s in result.steps] + [result.final]
-        _write_images(trial_dir, [render_low_image(s) for s in states if s is not None], config.jpeg_quality)
+        _write_images(trial_dir, [render(s) for s in states if s is not None], config.jpeg_quality)
     return Generated(
         index,
         str(trial_dir.relative_to(out)),
-        style,
-        n_subtasks,
+        result.style,
+        len(task.subtasks),
         result.completed,
         len(result.steps),
         task.task_type,
@@ -390,13 +395,6 @@ def outcome(result: Rollout[Any], condition: str) -> dict[str, Any]:
         "valid": [s.valid for s in result.steps],
         "invalid_reasons": [s.reason for s in result.steps],
     }
-
-
-def _write_frames(trial_dir: Path, result: Rollout[State], quality: int) -> None:
-    from rgvlm_core.sim.render import render_image
-
-    states = [s.state for s in result.steps] + [result.final]
-    _write_images(trial_dir, [render_image(s) for s in states if s is not None], quality)
 
 
 def _write_images(trial_dir: Path, images: list[Image.Image], quality: int) -> None:
