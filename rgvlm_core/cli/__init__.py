@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from rgvlm_core.cli import (
+    alfred_cmds,
     app_cmd,
     data_cmds,
     experiment_cmds,
@@ -58,6 +59,7 @@ label_cmds.register(app)
 rl_cmds.register(app)
 experiment_cmds.register(app)
 reward_cmds.register(app)
+alfred_cmds.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,497 @@
+"""Replay a real ALFRED trajectory in the symbolic household and check its subgoals where ALFRED says they
+end: the test of whether the world's rules are ALFRED's (AI2-THOR's) rules.
+
+Each low-level action is checked against the rules before it changes the state:
+
+- moves: the point ahead must be floor (`replay_scene` says what the floor is); looks stay within
+  -30..60 degrees.
+- interactions: the target must exist and be in view within reach. AI2-THOR's rule is "visible within
+  1.5 m of the camera". A thing here is a disc around its id's position, of its class's half size
+  (`HALF_SIZE`: a counter top is long, a key chain is small), and the rule is: the disc comes within
+  `REACH` metres horizontally and reaches into the 90-degree field of view (45 degrees either side of the
+  heading); or the agent stands at the pose ALFRED's planner uses for that receptacle. The camera's pitch
+  is not checked: a floor lamp's position is its base, far below the switch one looks at.
+- pickup: hand empty, the object movable, not inside a closed receptacle; put: holding that object, the
+  receptacle a receptacle and open when it opens. ALFRED's puts all set forceAction, under which AI2-THOR
+  does not apply its class table (recorded trajectories put knives in fridges and garbage cans), so the
+  table (`thor_facts.RECEPTACLE_OBJECTS`) decides only which classes are receptacles. Open/close: the
+  class opens and it is closed/open (laptops and boxes start open, as in AI2-THOR); toggle: the class
+  switches and it is off/on, a microwave only when closed; slice: holding a knife, the class sliceable.
+- state changes as ALFRED's environment records them (env/thor_env.py): switching a microwave on heats what
+  is in it, closing a fridge cools what is in it, turning a faucet on cleans what is in the sink basin
+  nearest it; slicing makes `Type|x|y|z|TypeSliced_N` pieces appear where the object was.
+
+Subgoals (plan.high_pddl, NoOp excluded) are checked after the last low action of their `high_idx`:
+GotoLocation at its `loc|x|z|rotation|horizon` pose; Pickup holding the object; Put the object in the
+receptacle; Toggle the object on; Slice the object sliced; Heat/Cool/Clean the object changed and held.
+The first action the rules refuse ends the replay of that trajectory (the states after it would not be
+ALFRED's): its subgoals from there on count as not reached, and the failure names the step, the action and
+the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from rgvlm_core.alfred.replay_scene import (
+    Point,
+    Pose,
+    ReplayScene,
+    Thing,
+    class_of,
+    nearest,
+    parse_location,
+    position_of,
+    scene_of,
+)
+from rgvlm_core.alfred.thor_facts import ACTION_OBJECTS, KNIVES, OPENABLE, RECEPTACLE_OBJECTS, TOGGLEABLE
+from rgvlm_core.sim.low.floorplan import GRID, STEP
+
+REACH = 1.5  # metres: ALFRED's VISIBILITY_DISTANCE
+HALF_VIEW = 45.0  # degrees either side of the heading: AI2-THOR's 90-degree field of view
+HORIZON_LIMITS = (-30, 60)
+# half the length of a thing, metres, for the reach rule: the long furniture ALFRED puts things on, then
+# cabinets and the like; an object of any other class is a 0.1 m disc
+HALF_SIZE = {
+    "CounterTop": 2.0,
+    "DiningTable": 1.0,
+    "Bed": 1.0,
+    "Sofa": 1.0,
+    "Desk": 0.75,
+    "Dresser": 0.75,
+    "TVStand": 0.75,
+    "Shelf": 0.5,
+    "CoffeeTable": 0.5,
+    "BathtubBasin": 0.6,
+    "ArmChair": 0.4,
+    "Fridge": 0.4,
+    "Cabinet": 0.3,
+    "Drawer": 0.3,
+    "SideTable": 0.3,
+    "Microwave": 0.3,
+    "SinkBasin": 0.3,
+    "Safe": 0.3,
+}
+OBJECT_HALF_SIZE = 0.1
+STARTS_OPEN = frozenset({"Laptop", "Box"})  # AI2-THOR sets them up open; ALFRED never opens a box
+CHANGES = {"HeatObject": "hot", "CoolObject": "cold", "CleanObject": "clean"}
+
+
+@dataclass
+class World:
+    """The mutable state of a replay: agent pose, what is held, where things are, their switches."""
+
+    scene: ReplayScene
+    pose: Pose
+    held: str | None = None
+    parent: dict[str, str] = field(default_factory=dict)  # object id -> receptacle id it was put in
+    opened: set[str] = field(default_factory=set)
+    on: set[str] = field(default_factory=set)
+    sliced: set[str] = field(default_factory=set)
+    changed: dict[str, set[str]] = field(
+        default_factory=lambda: {"hot": set(), "cold": set(), "clean": set()}
+    )
+    things: dict[str, Thing] = field(default_factory=dict)
+
+    def position(self, object_id: str) -> Point:
+        """Where an object is now: in the hand, in what it was put in (recursively), or where it started."""
+        seen: set[str] = set()
+        while object_id not in seen:
+            seen.add(object_id)
+            if object_id == self.held:
+                x, z = self.pose[0] * GRID, self.pose[1] * GRID
+                return x, self.scene.camera_height, z
+            if object_id in self.parent:
+                object_id = self.parent[object_id]
+                continue
+            break
+        return self.things[object_id].position
+
+    def hidden(self, object_id: str) -> bool:
+        """Inside a closed receptacle (at any depth)."""
+        at = self.parent.get(object_id)
+        while at is not None:
+            if class_of(at) in OPENABLE and at not in self.opened:
+                return True
+            at = self.parent.get(at)
+        return False
+
+
+def new_world(scene: ReplayScene) -> World:
+    on = {t.object_id for t in scene.things.values() if t.cls in scene.switched_on}
+    opened = {t.object_id for t in scene.things.values() if t.cls in STARTS_OPEN}
+    return World(scene, scene.start, on=on, opened=opened, things=dict(scene.things))
+
+
+def resolve(w: World, object_id: str) -> str | None:
+    """The id of the thing an action names: the id itself, a slice of a sliced object, a fixed object
+    set up from its id, or a movable object whose rebuilt id differs in the last digit's rounding."""
+    if object_id in w.things:
+        return object_id
+    cls = class_of(object_id)
+    try:
+        x, y, z = position_of(object_id)
+    except ValueError:
+        return None
+    parts = object_id.split("|")
+    if len(parts) > 4 and cls.endswith("Sliced"):
+        whole = "|".join(parts[:4])
+        if whole not in w.sliced:
+            return None
+        w.things[object_id] = Thing(object_id, cls, w.position(whole), movable=True)
+        return object_id
+    for t in w.things.values():
+        if (
+            t.cls == cls
+            and t.movable
+            and all(abs(a - b) <= 0.011 for a, b in zip(t.position, (x, y, z), strict=True))
+        ):
+            return t.object_id
+    if any(t.cls == cls and t.movable for t in w.things.values()):
+        return None  # a movable object ALFRED placed elsewhere: not in this scene
+    w.things[object_id] = Thing(object_id, cls, (x, y, z))  # a fixed object, known by its id
+    return object_id
+
+
+def in_reach(w: World, object_id: str) -> str | None:
+    """None when the agent can act on the object; otherwise why not."""
+    thing = w.things[object_id]
+    if thing.pose is not None and thing.pose == w.pose:
+        return None
+    x, _, z = w.position(object_id)
+    ax, az = w.pose[0] * GRID, w.pose[1] * GRID
+    distance = math.hypot(x - ax, z - az)
+    bearing = (math.degrees(math.atan2(x - ax, z - az)) - w.pose[2] + 180.0) % 360.0 - 180.0
+    half = HALF_SIZE.get(thing.cls, OBJECT_HALF_SIZE)
+    if distance - half > REACH:
+        return f"{distance:.2f} m away ({thing.cls}: reach {REACH} m + half size {half} m)"
+    widening = math.degrees(math.asin(min(1.0, half / distance))) if distance > 0 else 180.0
+    if abs(bearing) > HALF_VIEW + widening:
+        return (
+            f"{abs(bearing):.0f} degrees off the heading (field of view +-{HALF_VIEW:.0f}, "
+            f"+{widening:.0f} for its half size {half} m)"
+        )
+    return None
+
+
+def step(w: World, api: dict[str, Any]) -> str | None:
+    """Apply one ALFRED `api_action`; None when valid, else why not (the world is then unchanged)."""
+    action = api.get("action")
+    if action == "MoveAhead":
+        dx, dz = STEP[w.pose[2]]
+        ahead = (w.pose[0] + dx, w.pose[1] + dz)
+        if ahead not in w.scene.cells:
+            return f"the point ahead ({ahead[0] * GRID:.2f}, {ahead[1] * GRID:.2f}) is not floor"
+        w.pose = (*ahead, w.pose[2], w.pose[3])
+        return None
+    if action in ("RotateLeft", "RotateRight"):
+        w.pose = (
+            w.pose[0],
+            w.pose[1],
+            (w.pose[2] + (90 if action == "RotateRight" else -90)) % 360,
+            w.pose[3],
+        )
+        return None
+    if action in ("LookUp", "LookDown"):
+        horizon = w.pose[3] + (15 if action == "LookDown" else -15)
+        if not HORIZON_LIMITS[0] <= horizon <= HORIZON_LIMITS[1]:
+            return f"the camera cannot tilt to {horizon} degrees"
+        w.pose = (*w.pose[:3], horizon)
+        return None
+    if action not in _INTERACTIONS:
+        return f"unknown action {action!r}"
+    named = api.get("receptacleObjectId") if action == "PutObject" else api.get("objectId")
+    if not isinstance(named, str):
+        return "no object id"
+    target = resolve(w, named)
+    if target is None:
+        return f"{named} is not in the scene"
+    if action == "PutObject" and w.held != resolve(w, str(api.get("objectId"))):
+        return f"not holding {api.get('objectId')} (holding {w.held})"
+    why = in_reach(w, target)
+    if why is not None:
+        return f"{target} is not in reach: {why}"
+    return _INTERACTIONS[action](w, target)
+
+
+def _pickup(w: World, target: str) -> str | None:
+    if w.held is not None:
+        return f"already holding {w.held}"
+    if not w.things[target].movable:
+        return f"{class_of(target)} cannot be picked up"
+    if w.hidden(target):
+        return f"it is inside the closed {w.parent[target]}"
+    w.parent.pop(target, None)
+    w.held = target
+    return None
+
+
+def _put(w: World, target: str) -> str | None:
+    cls, obj = class_of(target), class_of(str(w.held))
+    if cls in OPENABLE and target not in w.opened:
+        return f"{target} is closed"
+    if cls not in RECEPTACLE_OBJECTS:
+        return f"{cls} is not a receptacle (cannot take a {obj})"
+    w.parent[str(w.held)] = target
+    w.held = None
+    return None
+
+
+def _open(w: World, target: str) -> str | None:
+    if class_of(target) not in OPENABLE:
+        return f"{class_of(target)} does not open"
+    if target in w.opened:
+        return "it is open already"
+    w.opened.add(target)
+    return None
+
+
+def _close(w: World, target: str) -> str | None:
+    if target not in w.opened:
+        return "it is closed already" if class_of(target) in OPENABLE else f"{class_of(target)} does not open"
+    w.opened.discard(target)
+    if class_of(target) == "Fridge":
+        w.changed["cold"] |= _inside(w, target)
+    return None
+
+
+def _toggle(w: World, target: str, on: bool) -> str | None:
+    cls = class_of(target)
+    if cls not in TOGGLEABLE:
+        return f"{cls} does not switch on and off"
+    if (target in w.on) == on:
+        return f"it is {'on' if on else 'off'} already"
+    if on and cls == "Microwave" and target in w.opened:
+        return "the microwave is open"
+    (w.on.add if on else w.on.discard)(target)
+    if on and cls == "Microwave":
+        w.changed["hot"] |= _inside(w, target)
+    if on and cls == "Faucet":
+        basin = nearest(w.things.values(), "SinkBasin", w.things[target].position)
+        if basin is not None:
+            w.changed["clean"] |= _inside(w, basin.object_id)
+    return None
+
+
+def _slice(w: World, target: str) -> str | None:
+    if w.held is None or class_of(w.held) not in KNIVES:
+        return "not holding a knife"
+    if class_of(target) not in ACTION_OBJECTS["Sliceable"]:
+        return f"{class_of(target)} cannot be sliced"
+    if target in w.sliced:
+        return "it is sliced already"
+    w.sliced.add(target)
+    return None
+
+
+def _inside(w: World, receptacle: str) -> set[str]:
+    return {o for o, p in w.parent.items() if p == receptacle}
+
+
+_INTERACTIONS = {
+    "PickupObject": _pickup,
+    "PutObject": _put,
+    "OpenObject": _open,
+    "CloseObject": _close,
+    "ToggleObjectOn": lambda w, t: _toggle(w, t, True),
+    "ToggleObjectOff": lambda w, t: _toggle(w, t, False),
+    "SliceObject": _slice,
+}
+
+
+def subgoal_reached(w: World, subgoal: dict[str, Any]) -> str | None:
+    """None when ALFRED's subgoal holds in the world; otherwise what does not hold."""
+    planner = subgoal.get("planner_action") or {}
+    action = (subgoal.get("discrete_action") or {}).get("action")
+    if action == "GotoLocation":
+        goal = parse_location(str(planner.get("location")))
+        return None if w.pose == goal else f"the agent is at {w.pose}, not {goal}"
+    if action in CHANGES:  # ALFRED names the appliance here; the object is the one the subgoal's args name
+        # an empty arg (ALFRED has such a subgoal: valid_seen, a butter knife cooled) names no class
+        wanted = [str(a).lower() for a in (subgoal.get("discrete_action") or {}).get("args") or [] if a]
+        held = class_of(w.held).lower().removesuffix("sliced") if w.held else None
+        if held is None or (wanted and held not in wanted):
+            return f"not holding a {' or '.join(wanted)} (holding {w.held})"
+        change = CHANGES[action]
+        return None if w.held in w.changed[change] else f"{w.held} is not {change}"
+    obj = resolve(w, str(planner.get("objectId")))
+    if obj is None:
+        return f"{planner.get('objectId')} is not in the scene"
+    if action == "PickupObject":
+        return None if w.held == obj else f"not holding {obj}"
+    if action == "PutObject":
+        receptacle = resolve(w, str(planner.get("receptacleObjectId")))
+        return None if receptacle and w.parent.get(obj) == receptacle else f"{obj} is not in {receptacle}"
+    if action == "ToggleObject":
+        return None if obj in w.on else f"{obj} is not on"
+    if action == "SliceObject":
+        return None if obj in w.sliced else f"{obj} is not sliced"
+    return f"unknown subgoal {action!r}"
+
+
+# -- replaying files ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a trajectory's replay went wrong: the step (index into low_actions; -1 before any) and the
+    action or subgoal."""
+
+    path: str
+    step: int
+    what: str
+    why: str
+
+
+@dataclass(frozen=True)
+class TrajectoryReplay:
+    path: str
+    task_type: str
+    floor_plan: str
+    subgoals: int
+    reached: int
+    added_points: int
+    failure: Failure | None
+    states: tuple[World, ...] = ()  # the world after each low action, when asked for (`keep_states`)
+
+
+def replay(
+    traj: dict[str, Any], path: str = "", *, layouts: str | Path | None = None, keep_states: bool = False
+) -> TrajectoryReplay:
+    """Replay one parsed train/valid trajectory; see the module doc for the rules."""
+    task_type = str(traj.get("task_type", ""))
+    try:
+        scene = scene_of(traj, layouts)
+        subgoals = [
+            s for s in traj["plan"]["high_pddl"] if (s.get("discrete_action") or {}).get("action") != "NoOp"
+        ]
+        low = traj["plan"]["low_actions"]
+    except (ValueError, KeyError, TypeError) as e:
+        return TrajectoryReplay(path, task_type, "", 0, 0, 0, Failure(path, -1, "set-up", str(e)))
+    ends = {int(a["high_idx"]): i for i, a in enumerate(low)}
+    w = new_world(scene)
+    start = scene.start
+    states: list[World] = []
+    reached, failure = 0, None
+    if start[:2] not in scene.cells:
+        failure = Failure(path, -1, "start", f"the start point {start[:2]} is not floor")
+    by_end: dict[int, list[dict[str, Any]]] = {}
+    for s in subgoals:
+        by_end.setdefault(ends.get(int(s.get("high_idx", -1)), -2), []).append(s)
+    if failure is None:
+        for i, a in enumerate(low):
+            api = a.get("api_action") or {}
+            why = step(w, api)
+            if why is not None:
+                failure = Failure(path, i, _describe(api), why)
+                break
+            if keep_states:
+                states.append(_copy(w))
+            for s in by_end.get(i, []):
+                missing = subgoal_reached(w, s)
+                if missing is not None:
+                    failure = Failure(path, i, f"subgoal {s.get('high_idx')} {_subgoal_name(s)}", missing)
+                    break
+                reached += 1
+            if failure is not None:
+                break
+    if failure is None and -2 in by_end:
+        failure = Failure(path, len(low), "subgoals", "a subgoal has no low-level actions")
+    return TrajectoryReplay(
+        path, task_type, scene.floor_plan, len(subgoals), reached, len(scene.added), failure, tuple(states)
+    )
+
+
+def _copy(w: World) -> World:
+    return replace(
+        w,
+        parent=dict(w.parent),
+        opened=set(w.opened),
+        on=set(w.on),
+        sliced=set(w.sliced),
+        changed={k: set(v) for k, v in w.changed.items()},
+        things=w.things,
+    )
+
+
+def _describe(api: dict[str, Any]) -> str:
+    action = str(api.get("action"))
+    if "objectId" in api:
+        action += f"({api['objectId']}"
+        action += f" -> {api['receptacleObjectId']})" if "receptacleObjectId" in api else ")"
+    return action
+
+
+def _subgoal_name(s: dict[str, Any]) -> str:
+    d = s.get("discrete_action") or {}
+    return f"{d.get('action')}({', '.join(str(a) for a in d.get('args') or [])})"
+
+
+def trajectory_files(root: Path) -> Iterator[Path]:
+    """Every traj_data.json under `root` (or `root` itself), sorted."""
+    if root.is_file():
+        yield root
+        return
+    yield from sorted(root.rglob("traj_data.json"))
+
+
+def replay_files(paths: Iterable[Path], *, layouts: str | Path | None = None) -> Iterator[TrajectoryReplay]:
+    """Replay each file; unreadable files and test files (no plan) become failures, not exceptions."""
+    for path in paths:
+        try:
+            traj = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            yield TrajectoryReplay(str(path), "", "", 0, 0, 0, Failure(str(path), -1, "read", str(e)))
+            continue
+        yield replay(traj, str(path), layouts=layouts)
+
+
+def summarize(results: Iterable[TrajectoryReplay]) -> dict[str, Any]:
+    """The replay report: totals, fidelity (subgoals reached / subgoals) overall, per task type and per
+    split, and every failure. Files without a plan (ALFRED's test splits) are counted as skipped."""
+    totals = {"trajectories": 0, "subgoals": 0, "reached": 0}
+    groups: dict[str, dict[str, dict[str, int]]] = {"by_task_type": {}, "by_split": {}}
+    failures: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    added = 0
+    for r in results:
+        if r.failure is not None and r.failure.what == "set-up" and "plan" in r.failure.why:
+            skipped.append({"file": r.path, "why": r.failure.why})
+            continue
+        added += r.added_points
+        keys = {"by_task_type": r.task_type or "unknown", "by_split": _split_of(r.path)}
+        rows = [
+            groups[g].setdefault(k, {"trajectories": 0, "subgoals": 0, "reached": 0}) for g, k in keys.items()
+        ]
+        for row in (*rows, totals):
+            row["trajectories"] += 1
+            row["subgoals"] += r.subgoals
+            row["reached"] += r.reached
+        if r.failure is not None:
+            f = r.failure
+            failures.append({"file": f.path, "step": f.step, "action": f.what, "why": f.why})
+    out: dict[str, Any] = {**totals, "fidelity": _fidelity(totals)}
+    for group, by_key in groups.items():
+        out[group] = {k: {**v, "fidelity": _fidelity(v)} for k, v in sorted(by_key.items())}
+    out["failures"] = failures
+    out["skipped"] = skipped
+    out["points_added_to_layouts"] = added
+    return out
+
+
+def _fidelity(row: dict[str, int]) -> float:
+    return row["reached"] / row["subgoals"] if row["subgoals"] else 0.0
+
+
+def _split_of(path: str) -> str:
+    from rgvlm_core.alfred.splits import ALFRED_SPLITS
+
+    for part in reversed(Path(path).parts):
+        if part in ALFRED_SPLITS:
+            return part
+    return "other"
