@@ -16,6 +16,7 @@ from rgvlm_core.cli import (
     app_cmd,
     data_cmds,
     experiment_cmds,
+    export_cmds,
     label_cmds,
     reward_cmds,
     rl_cmds,
@@ -59,6 +60,7 @@ label_cmds.register(app)
 rl_cmds.register(app)
 experiment_cmds.register(app)
 reward_cmds.register(app)
+export_cmds.register(app)
 alfred_cmds.register(app)
 
 
