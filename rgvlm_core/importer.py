@@ -35,6 +35,7 @@ class ImportConfig:
     splits_file: Path | None = None  # None: auto-detect oct21.json / splits*.json
     strict: bool = False  # stop at the first refused file, committing nothing
     batch_size: int = 1000  # trajectories per atomic commit
+    replay: bool = False  # attach the symbolic household's states (alfred.level_state) where replayable
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class ImportSummary:
     refused_trajectories: int = 0
     refused_episodes: int = 0
     errors: list[str] = field(default_factory=list)
+    replayed: int = 0  # new ALFRED trajectories imported with states (asked for with `replay`)
+    replay_failures: list[str] = field(default_factory=list)  # "path: why" of those imported without
 
     @property
     def refused(self) -> int:
@@ -73,11 +76,14 @@ class _Batch:
     def __init__(self) -> None:
         self.trajectories: dict[str, Trajectory] = {}
         self.episodes: list[Episode] = []
+        self.replay_failures: dict[str, str] = {}  # trajectory id -> "path: why"
 
     def add(self, result: ReadResult) -> None:
         if result.trajectory is not None:
             self.trajectories[result.trajectory.id] = result.trajectory
             self.episodes.extend(result.episodes)
+            if result.replay_failure is not None:
+                self.replay_failures[result.trajectory.id] = f"{result.path}: {result.replay_failure}"
 
     def __len__(self) -> int:
         return len(self.trajectories)
@@ -104,6 +110,7 @@ def import_alfred(
         splits_file=config.splits_file if config.splits_file is not None else "auto",
         annotation=config.annotation,
         limit=config.limit,
+        replay=config.replay,
     )
     try:
         for result in results:
@@ -157,6 +164,10 @@ def _flush(
         }
         workspace.commit(rows, message=import_id)
     summary.trajectories += len(new_traj)
+    summary.replayed += sum(1 for t in new_traj if t.dataset == "alfred" and t.final_state is not None)
+    summary.replay_failures += [
+        batch.replay_failures[t.id] for t in new_traj if t.id in batch.replay_failures
+    ]
     summary.steps += sum(len(t.steps) for t in new_traj)
     summary.episodes += len(new_eps)
     summary.subtasks += sum(len(e.subtasks) for e in new_eps)

@@ -66,6 +66,8 @@ class ReadResult:
     trajectory: Trajectory | None
     episodes: tuple[Episode, ...]
     errors: tuple[DataFormatError, ...]  # why it was refused, or the annotations refused alone
+    # asked to replay (`replay=True`): why the trajectory has no simulator states (None: it has them)
+    replay_failure: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,14 +80,16 @@ class _Read:
 
 
 def read_trajectory(
-    path: Path, split: str, root: Path, *, repeat_idxs: Sequence[int] | None = None
+    path: Path, split: str, root: Path, *, repeat_idxs: Sequence[int] | None = None, replay: bool = False
 ) -> ReadResult:
-    """Read one traj_data.json; `repeat_idxs` picks annotations (None = every one).
+    """Read one traj_data.json; `repeat_idxs` picks annotations (None = every one); `replay` attaches
+    the symbolic household's state to every step of a train/valid trajectory whose replay reaches every
+    subgoal (alfred.level_state), and says why not in `replay_failure` otherwise.
 
     Never raises for bad data. A repeat_idx beyond the file's annotations is reported as an error
     on `turk_annotations.anns`; a trajectory left with no episode at all is refused.
     """
-    read = _read(Path(path), split, Path(root), repeat_idxs)
+    read = _read(Path(path), split, Path(root), repeat_idxs, replay)
     if not read.out_of_range:
         return read.result
     result = read.result
@@ -99,10 +103,12 @@ def read_trajectory(
         for r in read.out_of_range
     )
     trajectory = result.trajectory if result.episodes else None
-    return ReadResult(result.path, trajectory, result.episodes, errors)
+    return ReadResult(result.path, trajectory, result.episodes, errors, result.replay_failure)
 
 
-def _read(path: Path, split: str, root: Path, repeat_idxs: Sequence[int] | None) -> _Read:
+def _read(
+    path: Path, split: str, root: Path, repeat_idxs: Sequence[int] | None, replay: bool = False
+) -> _Read:
     check_splits((split,))  # an unknown split is the caller's mistake, not the data's
     source = _relative(path, root)
     try:  # a FIFO, a link to /dev/zero or a giant file is refused here, before any parsing
@@ -114,7 +120,7 @@ def _read(path: Path, split: str, root: Path, repeat_idxs: Sequence[int] | None)
         return _refused(source, DataFormatError(source, "(json)", problem))
     section = [""]  # the part being parsed, for errors raised by data-shaped exceptions
     try:
-        return _parse_document(doc, path, split, source, repeat_idxs, section)
+        read = _parse_document(doc, path, split, source, repeat_idxs, section)
     except FieldError as exc:
         return _refused(source, DataFormatError(source, exc.field, exc.problem))
     except DataFormatError as exc:  # from inspect_features, already naming feat_conv.pt
@@ -123,6 +129,30 @@ def _read(path: Path, split: str, root: Path, repeat_idxs: Sequence[int] | None)
         log.debug("unexpected structure in %s", source, exc_info=True)
         problem = f"unexpected structure ({type(exc).__name__}: {one_line(exc, 100)})"
         return _refused(source, DataFormatError(source, section[0], problem))
+    trajectory = read.result.trajectory
+    if not replay or trajectory is None or trajectory.dataset != DATASET or trajectory.task_only:
+        return read
+    trajectory, failure = _with_states(doc, path, trajectory)
+    return replace(read, result=replace(read.result, trajectory=trajectory, replay_failure=failure))
+
+
+def _with_states(doc: dict[str, Any], path: Path, trajectory: Trajectory) -> tuple[Trajectory, str | None]:
+    """The trajectory with the replayed household's state on every step, or unchanged and why not."""
+    from rgvlm_core.alfred.level_state import replay_states
+    from rgvlm_core.errors import RGVLMError
+
+    try:
+        states = replay_states(doc, os.path.abspath(path))
+    except RGVLMError as exc:  # a floor plan's layout files missing or unreadable
+        return trajectory, one_line(exc, 200)
+    except _DATA_SHAPED as exc:
+        log.debug("replay of %s failed", path, exc_info=True)
+        return trajectory, f"replay: unexpected structure ({type(exc).__name__}: {one_line(exc, 100)})"
+    if isinstance(states, str):
+        return trajectory, states
+    before, final = states
+    steps = tuple(replace(step, state=before[step.t]) for step in trajectory.steps)
+    return replace(trajectory, steps=steps, final_state=final), None
 
 
 def _refused(source: str, error: DataFormatError) -> _Read:
@@ -274,8 +304,10 @@ def iter_alfred(
     splits_file: Path | Literal["auto"] | None = "auto",
     annotation: int | None = None,
     limit: int | None = None,
+    replay: bool = False,
 ) -> Iterator[ReadResult]:
-    """One ReadResult per trajectory under `root` (or its only ALFRED child folder).
+    """One ReadResult per trajectory under `root` (or its only ALFRED child folder); `replay` as in
+    `read_trajectory`.
 
     With a splits file ("auto" looks for one, see find_splits_file; None reads every file found),
     only the listed (task, repeat_idx) entries of the chosen splits are read; a listed trajectory
@@ -303,14 +335,14 @@ def iter_alfred(
     else:
         listing_path = splits_file
     if listing_path is None:
-        return itertools.chain(refused, _iter_found(root, chosen, annotation, limit))
+        return itertools.chain(refused, _iter_found(root, chosen, annotation, limit, replay))
     listing = load_splits(Path(listing_path))
-    listed = _iter_listed(root, chosen, Path(listing_path), listing, annotation, limit)
+    listed = _iter_listed(root, chosen, Path(listing_path), listing, annotation, limit, replay)
     return itertools.chain(refused, listed)
 
 
 def _iter_found(
-    root: Path, chosen: Sequence[str], annotation: int | None, limit: int | None
+    root: Path, chosen: Sequence[str], annotation: int | None, limit: int | None, replay: bool
 ) -> Iterator[ReadResult]:
     wanted = None if annotation is None else (annotation,)
     for count, entry in enumerate(scan_trajectory_files(root, chosen)):
@@ -319,7 +351,7 @@ def _iter_found(
         if entry.problem is not None:
             yield _refused_entry(entry, root)
         else:
-            yield read_trajectory(entry.path, entry.split, root, repeat_idxs=wanted)
+            yield read_trajectory(entry.path, entry.split, root, repeat_idxs=wanted, replay=replay)
 
 
 def _refused_entry(entry: Entry, root: Path) -> ReadResult:
@@ -335,6 +367,7 @@ def _iter_listed(
     listing: dict[str, list[tuple[str, int]]],
     annotation: int | None,
     limit: int | None,
+    replay: bool,
 ) -> Iterator[ReadResult]:
     source = str(listing_path)
     count = 0
@@ -358,7 +391,7 @@ def _iter_listed(
                     source, None, (), (DataFormatError(source, f"{split}[{first}].task", problem),)
                 )
                 continue
-            read = _read(path, split, root, sorted(entries))
+            read = _read(path, split, root, sorted(entries), replay)
             if read.result.episodes or read.result.errors:
                 yield read.result
             n = read.n_annotations

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,8 @@ HALF_SIZE = {
     "Safe": 0.3,
 }
 OBJECT_HALF_SIZE = 0.1
+# pieces AI2-THOR makes of a sliced object (ALFRED's trajectories pick up to TomatoSliced_6, LettuceSliced_7)
+SLICES = {"Apple": 8, "Bread": 10, "Lettuce": 8, "Potato": 8, "Tomato": 7}
 STARTS_OPEN = frozenset({"Laptop", "Box"})  # AI2-THOR sets them up open; ALFRED never opens a box
 CHANGES = {"HeatObject": "hot", "CoolObject": "cold", "CleanObject": "clean"}
 
@@ -203,7 +205,7 @@ def step(w: World, api: dict[str, Any]) -> str | None:
             return f"the camera cannot tilt to {horizon} degrees"
         w.pose = (*w.pose[:3], horizon)
         return None
-    if action not in _INTERACTIONS:
+    if action not in INTERACTIONS:
         return f"unknown action {action!r}"
     named = api.get("receptacleObjectId") if action == "PutObject" else api.get("objectId")
     if not isinstance(named, str):
@@ -216,51 +218,75 @@ def step(w: World, api: dict[str, Any]) -> str | None:
     why = in_reach(w, target)
     if why is not None:
         return f"{target} is not in reach: {why}"
-    return _INTERACTIONS[action](w, target)
+    check, effect = INTERACTIONS[action]
+    why = check(w, target)
+    if why is None:
+        effect(w, target)
+    return why
 
 
-def _pickup(w: World, target: str) -> str | None:
+# Each interaction is a check (None when the action is possible on that target, else why not) and an
+# effect; `step` runs both, the ALFRED level's action mask runs only the checks.
+
+
+def _can_pickup(w: World, target: str) -> str | None:
     if w.held is not None:
         return f"already holding {w.held}"
+    if target in w.sliced:
+        return "it is in slices (pick up a slice)"
     if not w.things[target].movable:
         return f"{class_of(target)} cannot be picked up"
     if w.hidden(target):
         return f"it is inside the closed {w.parent[target]}"
+    return None
+
+
+def _pickup(w: World, target: str) -> None:
     w.parent.pop(target, None)
     w.held = target
-    return None
 
 
-def _put(w: World, target: str) -> str | None:
-    cls, obj = class_of(target), class_of(str(w.held))
-    if cls in OPENABLE and target not in w.opened:
-        return f"{target} is closed"
+def _can_put(w: World, target: str) -> str | None:
+    if w.held is None:
+        return "not holding anything"
+    cls, obj = class_of(target), class_of(w.held)
+    if target == w.held or w.parent.get(target) == w.held:
+        return f"{target} is in the hand"
     if cls not in RECEPTACLE_OBJECTS:
         return f"{cls} is not a receptacle (cannot take a {obj})"
+    if cls in OPENABLE and target not in w.opened:
+        return f"{target} is closed"
+    return None
+
+
+def _put(w: World, target: str) -> None:
     w.parent[str(w.held)] = target
     w.held = None
-    return None
 
 
-def _open(w: World, target: str) -> str | None:
+def _can_open(w: World, target: str) -> str | None:
     if class_of(target) not in OPENABLE:
         return f"{class_of(target)} does not open"
-    if target in w.opened:
-        return "it is open already"
+    return "it is open already" if target in w.opened else None
+
+
+def _open(w: World, target: str) -> None:
     w.opened.add(target)
-    return None
 
 
-def _close(w: World, target: str) -> str | None:
-    if target not in w.opened:
-        return "it is closed already" if class_of(target) in OPENABLE else f"{class_of(target)} does not open"
+def _can_close(w: World, target: str) -> str | None:
+    if class_of(target) not in OPENABLE:
+        return f"{class_of(target)} does not open"
+    return None if target in w.opened else "it is closed already"
+
+
+def _close(w: World, target: str) -> None:
     w.opened.discard(target)
     if class_of(target) == "Fridge":
         w.changed["cold"] |= _inside(w, target)
-    return None
 
 
-def _toggle(w: World, target: str, on: bool) -> str | None:
+def _can_toggle(w: World, target: str, on: bool) -> str | None:
     cls = class_of(target)
     if cls not in TOGGLEABLE:
         return f"{cls} does not switch on and off"
@@ -268,6 +294,11 @@ def _toggle(w: World, target: str, on: bool) -> str | None:
         return f"it is {'on' if on else 'off'} already"
     if on and cls == "Microwave" and target in w.opened:
         return "the microwave is open"
+    return None
+
+
+def _toggle(w: World, target: str, on: bool) -> None:
+    cls = class_of(target)
     (w.on.add if on else w.on.discard)(target)
     if on and cls == "Microwave":
         w.changed["hot"] |= _inside(w, target)
@@ -275,32 +306,41 @@ def _toggle(w: World, target: str, on: bool) -> str | None:
         basin = nearest(w.things.values(), "SinkBasin", w.things[target].position)
         if basin is not None:
             w.changed["clean"] |= _inside(w, basin.object_id)
-    return None
 
 
-def _slice(w: World, target: str) -> str | None:
+def _can_slice(w: World, target: str) -> str | None:
     if w.held is None or class_of(w.held) not in KNIVES:
         return "not holding a knife"
     if class_of(target) not in ACTION_OBJECTS["Sliceable"]:
         return f"{class_of(target)} cannot be sliced"
-    if target in w.sliced:
-        return "it is sliced already"
+    return "it is sliced already" if target in w.sliced else None
+
+
+def _slice(w: World, target: str) -> None:
+    """The whole becomes AI2-THOR's pieces (`Apple|x|y|z|AppleSliced_0..7`) where it lay."""
     w.sliced.add(target)
-    return None
+    cls = class_of(target)
+    for i in range(SLICES.get(cls, 0)):
+        piece = f"{target}|{cls}Sliced_{i}"
+        w.things[piece] = Thing(piece, f"{cls}Sliced", w.position(target), movable=True)
+        if target in w.parent:
+            w.parent[piece] = w.parent[target]
 
 
 def _inside(w: World, receptacle: str) -> set[str]:
     return {o for o, p in w.parent.items() if p == receptacle}
 
 
-_INTERACTIONS = {
-    "PickupObject": _pickup,
-    "PutObject": _put,
-    "OpenObject": _open,
-    "CloseObject": _close,
-    "ToggleObjectOn": lambda w, t: _toggle(w, t, True),
-    "ToggleObjectOff": lambda w, t: _toggle(w, t, False),
-    "SliceObject": _slice,
+Check = Callable[[World, str], "str | None"]
+Effect = Callable[[World, str], None]
+INTERACTIONS: dict[str, tuple[Check, Effect]] = {
+    "PickupObject": (_can_pickup, _pickup),
+    "PutObject": (_can_put, _put),
+    "OpenObject": (_can_open, _open),
+    "CloseObject": (_can_close, _close),
+    "ToggleObjectOn": (lambda w, t: _can_toggle(w, t, True), lambda w, t: _toggle(w, t, True)),
+    "ToggleObjectOff": (lambda w, t: _can_toggle(w, t, False), lambda w, t: _toggle(w, t, False)),
+    "SliceObject": (_can_slice, _slice),
 }
 
 
@@ -357,7 +397,7 @@ class TrajectoryReplay:
     reached: int
     added_points: int
     failure: Failure | None
-    states: tuple[World, ...] = ()  # the world after each low action, when asked for (`keep_states`)
+    states: tuple[World, ...] = ()  # the world at the start and after each low action (`keep_states`)
 
 
 def replay(
@@ -383,6 +423,8 @@ def replay(
     by_end: dict[int, list[dict[str, Any]]] = {}
     for s in subgoals:
         by_end.setdefault(ends.get(int(s.get("high_idx", -1)), -2), []).append(s)
+    if keep_states:
+        states.append(_copy(w))
     if failure is None:
         for i, a in enumerate(low):
             api = a.get("api_action") or {}

@@ -169,6 +169,14 @@ def scene_of(traj: dict[str, Any], layouts: str | Path | None = None) -> ReplayS
             raise ValueError(f"scene.object_poses: {entry!r} lacks objectName or position x, y, z") from None
         object_id = thor_id(cls, x, y, z)
         things[object_id] = Thing(object_id, cls, (x, y, z), movable=True)
+    movable_classes = {t.cls for t in things.values() if t.movable}
+    for object_id in _named_ids(plan):  # fixed objects the trajectory names: known from the start
+        cls = class_of(object_id)
+        if object_id not in things and not cls.endswith("Sliced") and cls not in movable_classes:
+            try:
+                things[object_id] = Thing(object_id, cls, position_of(object_id))
+            except ValueError:
+                continue  # the replay reports the action that names it
     on = frozenset(
         str(t.get("objectType"))
         for t in scene.get("object_toggles") or []
@@ -178,6 +186,19 @@ def scene_of(traj: dict[str, Any], layouts: str | Path | None = None) -> ReplayS
     return ReplayScene(
         floor_plan, cells | added, added, things, start, height, on, bool(scene.get("dirty_and_empty"))
     )
+
+
+def _named_ids(plan: dict[str, Any]) -> list[str]:
+    """Every object id the plan's low actions and subgoals name, in order of first mention."""
+    out: dict[str, None] = {}
+    entries = [s.get("api_action") for s in plan.get("low_actions") or [] if isinstance(s, dict)]
+    entries += [s.get("planner_action") for s in plan.get("high_pddl") or [] if isinstance(s, dict)]
+    for entry in entries:
+        if isinstance(entry, dict):
+            for key in ("objectId", "receptacleObjectId"):
+                if isinstance(entry.get(key), str):
+                    out[entry[key]] = None
+    return list(out)
 
 
 def nearest(things: Iterable[Thing], cls: str, to: Point) -> Thing | None:

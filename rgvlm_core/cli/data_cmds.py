@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from rgvlm_core.cli.common import console, err_console, open_workspace, print_json, progress_bar
+
+if TYPE_CHECKING:
+    from rgvlm_core.importer import ImportSummary
 
 SHOWN_ERRORS = 50  # refusal lines printed during an import; all are stored in the workspace
 
@@ -25,6 +29,18 @@ def import_(
     ),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first refused file; import nothing."),
     batch_size: int = typer.Option(1000, "--batch-size", min=1, hidden=True, help="Trajectories per commit."),
+    replay: bool = typer.Option(
+        False,
+        "--replay",
+        help="Replay each train/valid trajectory in the symbolic household and store its states on every "
+        "step (where the replay reaches every subgoal), so `rgvlm train --states sim` can learn from it.",
+    ),
+    layouts: Path = typer.Option(
+        None,
+        "--layouts",
+        help="ALFRED's layouts folder for --replay "
+        "(default: $RGVLM_ALFRED_LAYOUTS, else ../shared/alfred/layouts).",
+    ),
 ) -> None:
     """Import an ALFRED-format folder (idempotent: importing it again adds nothing)."""
 
@@ -35,6 +51,8 @@ def import_(
         from rgvlm_core.errors import RGVLMError
 
         raise RGVLMError(f"{path}: no such file or folder")
+    if replay:
+        _use_layouts(layouts)
     ws = open_workspace(create=True, seed=False)
     config = ImportConfig(
         splits=tuple(split) if split else None,
@@ -43,6 +61,7 @@ def import_(
         splits_file=splits_file,
         strict=strict,
         batch_size=batch_size,
+        replay=replay,
     )
     shown = 0
     run = import_alfred(ws, path, config)
@@ -70,6 +89,37 @@ def import_(
         f"{summary.refused_episodes} annotations",
         markup=False,
     )
+    if replay:
+        _print_replay(summary)
+
+
+def _use_layouts(layouts: Path | None) -> None:
+    """Point the replay at ALFRED's layouts (refused before anything is read when they are absent)."""
+    import os
+
+    from rgvlm_core.errors import UsageError
+    from rgvlm_core.sim.low.floorplan import LAYOUTS_ENV, layouts_dir
+
+    folder = layouts_dir(layouts)
+    if not folder.is_dir():
+        raise UsageError(
+            f"{folder}: ALFRED's layouts folder not found; --replay needs it "
+            f"(--layouts DIR or ${LAYOUTS_ENV})"
+        )
+    os.environ[LAYOUTS_ENV] = str(folder.resolve())  # read again wherever the stored states are read
+
+
+def _print_replay(summary: ImportSummary) -> None:
+    failures = summary.replay_failures
+    console.print(
+        f"replayed: {summary.replayed} new trajectories have simulator states; "
+        f"{len(failures)} were imported without them (their replay did not reach every subgoal)",
+        markup=False,
+    )
+    for line in failures[:SHOWN_ERRORS]:
+        err_console.print(f"not replayed: {line}", style="yellow", markup=False, soft_wrap=True)
+    if len(failures) > SHOWN_ERRORS:
+        err_console.print(f"... and {len(failures) - SHOWN_ERRORS} more")
 
 
 def info(as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:

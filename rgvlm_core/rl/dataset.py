@@ -215,12 +215,16 @@ def build_dataset(
     """
     if states not in STATE_SOURCES:
         raise UsageError(f"unknown state source {states!r}; use {' or '.join(STATE_SOURCES)}")
-    where, params = episode_where(replace(flt, datasets=(states,), include_task_only=False))
+    # simulator states: generated episodes, and ALFRED's imported with `--replay` (their steps have states)
+    datasets = ("sim", "alfred") if states == "sim" else (states,)
+    where, params = episode_where(replace(flt, datasets=datasets, include_task_only=False))
     rows = reader.rows(_STEP_SQL.format(where=where), params)
     if states == "sim":
+        rows = [row for row in rows if row["state"] is not None]
         if not rows:
             raise RGVLMError(
-                "no simulator episodes with steps match; generate and import some with `rgvlm sim generate`"
+                "no simulator episodes with steps match; generate and import some with `rgvlm sim generate`, "
+                "or import ALFRED with `rgvlm import --replay`"
             )
         observed = _sim_observations(rows)
     else:
@@ -265,7 +269,20 @@ class SimLevel:
 
 
 def sim_level(name: str) -> SimLevel:
-    """The subgoal or low level's parts (imported here: the low level's are not needed otherwise)."""
+    """The subgoal, low or ALFRED level's parts (imported here: only the data's level is needed)."""
+    if name == ALFRED_LEVEL:
+        from rgvlm_core.alfred import level as alfred_level
+        from rgvlm_core.alfred.level_state import world_from_doc
+
+        return SimLevel(
+            ALFRED_LEVEL,
+            alfred_level.ACTION_TOKENS,
+            alfred_level.ACTION_INDEX,
+            alfred_level.STATE_DIM,
+            world_from_doc,
+            alfred_level.encode,
+            alfred_level.valid_mask,
+        )
     if name == "low":
         from rgvlm_core.sim.low import encode as low_encode
         from rgvlm_core.sim.low import world as low_world
@@ -296,20 +313,25 @@ def sim_level(name: str) -> SimLevel:
 
 
 GENERATED_PREFIX = "Generated"  # sim.low.floorplan.generated_floor_plan names its rooms Generated-...
+ALFRED_LEVEL = "alfred"  # replayed ALFRED trajectories (`rgvlm import --replay`): alfred.level
+LEVELS = ("subgoal", "low", ALFRED_LEVEL)
 
 
 @dataclass
 class _Levels:
-    """Episodes, splits and (low level) floor plans of each simulator level among step rows, read from
+    """Episodes, splits and (low and ALFRED levels) floor plans of each level among step rows, read from
     each trajectory's first state dict."""
 
-    episodes: dict[str, set[str]] = field(default_factory=lambda: {"subgoal": set(), "low": set()})
-    splits: dict[str, set[str]] = field(default_factory=lambda: {"subgoal": set(), "low": set()})
+    episodes: dict[str, set[str]] = field(default_factory=lambda: {level: set() for level in LEVELS})
+    splits: dict[str, set[str]] = field(default_factory=lambda: {level: set() for level in LEVELS})
     plans: set[str] = field(default_factory=set)
+    sources: set[str] = field(default_factory=set)  # ALFRED level: the replayed traj_data.json files
 
     @classmethod
     def of(cls, rows: list[dict[str, Any]]) -> _Levels:
-        """Floor plans are named by the state dict's "plan" string, whose first field is the name."""
+        """Floor plans are named by the state dict's "plan" string, whose first field is the name (low
+        level), or by the replayed trajectory's scene (ALFRED level)."""
+        from rgvlm_core.alfred.level_state import is_alfred, scene_name
         from rgvlm_core.sim.low.serialize import is_low
 
         out, level_of = cls(), {}
@@ -317,9 +339,14 @@ class _Levels:
             traj = row["trajectory_id"]
             if traj not in level_of:
                 doc = json.loads(row["state"])
-                level_of[traj] = "low" if is_low(doc) else "subgoal"
-                if level_of[traj] == "low":
-                    out.plans.add(str(doc.get("plan", "")).split(";", 1)[0])
+                if is_alfred(doc):
+                    level_of[traj] = ALFRED_LEVEL
+                    out.sources.add(str(doc["source"]))
+                    out.plans.add(scene_name(doc))
+                else:
+                    level_of[traj] = "low" if is_low(doc) else "subgoal"
+                    if level_of[traj] == "low":
+                        out.plans.add(str(doc.get("plan", "")).split(";", 1)[0])
             out.episodes[level_of[traj]].add(row["episode_id"])
             out.splits[level_of[traj]].add(str(row.get("split")))
         return out
@@ -329,17 +356,20 @@ def _level_of(rows: list[dict[str, Any]]) -> tuple[SimLevel, dict[str, Any]]:
     """The one level of the rows' episodes and the dataset's info about it; UsageError when the
     episodes mix levels, naming how many of each and how to choose."""
     found = _Levels.of(rows)
-    if found.episodes["subgoal"] and found.episodes["low"]:
+    present = [level for level in LEVELS if found.episodes[level]]
+    if len(present) > 1:
         raise UsageError(_mixed_levels(found.episodes, found.splits))
-    if not found.episodes["low"]:  # info as before the low level: a dataset without "level" is subgoal-level
+    level = present[0] if present else "subgoal"
+    if level == "subgoal":  # info as before the low level: a dataset without "level" is subgoal-level
         return sim_level("subgoal"), {"states": "sim"}
-    info = {
-        "states": "sim",
-        "level": "low",
-        "floor_plans": sorted(n for n in found.plans if not n.startswith(GENERATED_PREFIX)),
-        "generated_rooms": sum(n.startswith(GENERATED_PREFIX) for n in found.plans),
-    }
-    return sim_level("low"), info
+    info: dict[str, Any] = {"states": "sim", "level": level}
+    if level == ALFRED_LEVEL:
+        info["floor_plans"] = sorted(found.plans)
+        info["trajectories"] = len(found.sources)
+        return sim_level(level), info
+    info["floor_plans"] = sorted(n for n in found.plans if not n.startswith(GENERATED_PREFIX))
+    info["generated_rooms"] = sum(n.startswith(GENERATED_PREFIX) for n in found.plans)
+    return sim_level(level), info
 
 
 _FIRST_STATES_SQL = """
@@ -354,19 +384,25 @@ def sim_episode_levels(reader: StoreReader, flt: EpisodeFilter = EpisodeFilter()
     check that works at one level only (the reward check's exact solve) asks before it runs."""
     where, params = episode_where(replace(flt, datasets=("sim",), include_task_only=False))
     found = _Levels.of(reader.rows(_FIRST_STATES_SQL.format(where=where), params))
-    return {level: len(ids) for level, ids in found.episodes.items()}
+    return {level: len(found.episodes[level]) for level in ("subgoal", "low")}
 
 
 def _mixed_levels(episodes: dict[str, set[str]], splits: dict[str, set[str]]) -> str:
-    counts = f"{len(episodes['subgoal'])} subgoal-level and {len(episodes['low'])} low-level episodes"
-    if not splits["subgoal"] & splits["low"]:
-        low, high = ", ".join(sorted(splits["low"])), ", ".join(sorted(splits["subgoal"]))
-        how = f"filter by split (the low level's: {low}; the subgoal level's: {high})"
+    names = {"subgoal": "subgoal-level", "low": "low-level", ALFRED_LEVEL: "replayed ALFRED"}
+    present = [level for level in LEVELS if episodes[level]]
+    counts = " and ".join(f"{len(episodes[level])} {names[level]}" for level in present)
+    split_sets = [splits[level] for level in present]
+    if all(not (a & b) for i, a in enumerate(split_sets) for b in split_sets[i + 1 :]):
+        whose = {"low": "the low level's", ALFRED_LEVEL: "the replayed ALFRED episodes'"}
+        whose["subgoal"] = "the subgoal level's"
+        order = [level for level in ("low", ALFRED_LEVEL, "subgoal") if level in present]
+        listing = "; ".join(f"{whose[level]}: {', '.join(sorted(splits[level]))}" for level in order)
+        how = f"filter by split ({listing})"
     else:
         how = "filter by episode ids, or import each level into a workspace of its own"
     return (
-        f"the chosen simulator episodes mix levels: {counts}; a dataset holds one level (their states, "
-        f"actions and masks differ); choose one level's episodes: {how}"
+        f"the chosen simulator episodes mix levels: {counts} episodes; a dataset holds one level (their "
+        f"states, actions and masks differ); choose one level's episodes: {how}"
     )
 
 

@@ -74,6 +74,11 @@ _CODE_MODULES: tuple[str, ...] = (
     "rgvlm_core.sim.low.floorplan",
     "rgvlm_core.sim.low.nav",
     "rgvlm_core.alfred.features",
+    "rgvlm_core.alfred.level",  # the ALFRED level: replayed households, their vector, mask and rules
+    "rgvlm_core.alfred.level_state",
+    "rgvlm_core.alfred.replay",
+    "rgvlm_core.alfred.replay_scene",
+    "rgvlm_core.alfred.thor_facts",
 )
 _BUILD_ATTEMPTS = 3
 _TMP_PREFIX = ".tmp-"
