@@ -18,7 +18,16 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from rgvlm_core.compare import BC, CONDITIONS, EXPERT, LENGTHS, REFERENCE_LINES, method_label
+from rgvlm_core.compare import (
+    BC,
+    CONDITIONS,
+    EXPERT,
+    LENGTHS,
+    REFERENCE_LINES,
+    SHOWN_CONDITIONS,
+    condition_title,
+    method_label,
+)
 from rgvlm_core.compare_fair import FIRST_KINDS, LENGTH_ORDER, MEAN_OVER_LENGTHS
 
 METHOD_COLOURS: dict[str, str] = {"sparse": "#8E8E8E", EXPERT: "#262730", BC: "#9D755D"}
@@ -52,7 +61,7 @@ def completion_figure(
     summary: pd.DataFrame,
     seeds: pd.DataFrame | None = None,
     *,
-    conditions: Sequence[str] = CONDITIONS,
+    conditions: Sequence[str] = SHOWN_CONDITIONS,
     metric: str = "Proportion of subtasks completed",
     colours: Colours | None = None,
 ) -> go.Figure:
@@ -63,7 +72,7 @@ def completion_figure(
     """
     shown = [c for c in conditions if c in set(summary["condition"])] or list(conditions[:1])
     fig = make_subplots(
-        rows=1, cols=len(shown), shared_yaxes=True, subplot_titles=[f"{c} initial states" for c in shown]
+        rows=1, cols=len(shown), shared_yaxes=True, subplot_titles=[condition_title(c) for c in shown]
     )
     methods = [m for m in _ordered(summary["method"]) if m not in REFERENCE_LINES]
     width = (1 - BAR_GAP) / max(1, len(methods))
@@ -207,9 +216,9 @@ def kinds_figure(kinds: pd.DataFrame, colours: Colours | None = None) -> go.Figu
 def steps_figure(curves: pd.DataFrame, colours: Colours | None = None) -> go.Figure:
     """Completion against training steps: one line per method (mean over seeds), its 95% CI as a
     band, one panel per condition. `curves` is `compare_fair.completion_curves` output."""
-    shown = [c for c in CONDITIONS if c in set(curves["condition"])] or list(CONDITIONS[:1])
+    shown = [c for c in SHOWN_CONDITIONS if c in set(curves["condition"])] or list(CONDITIONS[:1])
     fig = make_subplots(
-        rows=1, cols=len(shown), shared_yaxes=True, subplot_titles=[f"{c} initial states" for c in shown]
+        rows=1, cols=len(shown), shared_yaxes=True, subplot_titles=[condition_title(c) for c in shown]
     )
     for col, condition in enumerate(shown, start=1):
         part = curves[curves["condition"] == condition]
@@ -249,9 +258,9 @@ def _bar_panels(
 ) -> go.Figure:
     """Bars per method over the categories `order` of column `x`, whiskers from ci_low/ci_high, one
     panel per condition (the layout of the paper's figure, for other groupings)."""
-    shown = [c for c in CONDITIONS if c in set(table["condition"])] or list(CONDITIONS[:1])
+    shown = [c for c in SHOWN_CONDITIONS if c in set(table["condition"])] or list(CONDITIONS[:1])
     fig = make_subplots(
-        rows=1, cols=len(shown), shared_yaxes=True, subplot_titles=[f"{c} initial states" for c in shown]
+        rows=1, cols=len(shown), shared_yaxes=True, subplot_titles=[condition_title(c) for c in shown]
     )
     rank = {v: i for i, v in enumerate(order)}
     for col, condition in enumerate(shown, start=1):

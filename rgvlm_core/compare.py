@@ -35,6 +35,9 @@ BC = "bc"  # behaviour cloning: IQL's actor with beta = 0 (every dataset action 
 EXPERT = "expert"  # the simulator's planner, evaluated on the same tasks as the runs
 REFERENCE_LINES = (EXPERT, BC)  # drawn as lines over the methods' bars, as the paper's baselines
 CONDITIONS = ("default", "randomized")
+# evaluations on ALFRED's own tasks (runs on replayed ALFRED data) name the split as their condition
+ALFRED_CONDITIONS = ("valid_seen", "valid_unseen", "train")
+SHOWN_CONDITIONS = CONDITIONS + ALFRED_CONDITIONS  # the order of panels and tables
 PHRASINGS = ("unseen", "seen")  # held-out instructions first: the default of every comparison
 LENGTHS = (1, 2, 3, 4, 5, 6)
 # A row that does not say its phrasing was evaluated with the default, held-out one (sim.evaluate).
@@ -215,12 +218,20 @@ def ci95_half_width(values: np.ndarray) -> float:
     return float(stdtrit(n - 1, 0.975) * values.std(ddof=1) / math.sqrt(n))
 
 
+def condition_title(condition: str) -> str:
+    """How a panel or table names a condition: generated tasks' initial states, or ALFRED's split."""
+    return f"ALFRED {condition} tasks" if condition in ALFRED_CONDITIONS else f"{condition} initial states"
+
+
 def expert_rows(episodes: pd.DataFrame) -> pd.DataFrame:
     """The expert replayed on exactly the evaluated episodes (same reset seeds, lengths, conditions,
-    phrasings: a task is drawn with its phrasing's instructions), with the tasks' first-subtask kinds."""
+    phrasings: a task is drawn with its phrasing's instructions), with the tasks' first-subtask kinds.
+    Generated tasks only: on ALFRED's tasks the expert is ALFRED's recorded trajectory, which `rgvlm sim
+    evaluate --eval-tasks ... --policy expert` measures; it is not replayed here."""
     from rgvlm_core.sim.env import HouseholdEnv
     from rgvlm_core.sim.evaluate import expert_policy, run_episode
 
+    episodes = episodes[~episodes["condition"].isin(ALFRED_CONDITIONS)] if not episodes.empty else episodes
     if episodes.empty:
         return pd.DataFrame(columns=["method", "run_id", "train_seed", "condition", "length", "proportion"])
     episodes = episodes.assign(
@@ -312,6 +323,7 @@ def run_filter(run_ids: Sequence[str] | None, prefix: str) -> tuple[str, list[An
 
 
 __all__ = [
+    "ALFRED_CONDITIONS",
     "BC",
     "CONDITIONS",
     "EXPERT",
@@ -319,11 +331,13 @@ __all__ = [
     "LENGTHS",
     "PHRASINGS",
     "REFERENCE_LINES",
+    "SHOWN_CONDITIONS",
     "SPARSE",
     "by_length",
     "cell_keys",
     "ci95_half_width",
     "comparison_csv",
+    "condition_title",
     "default_phrasing",
     "eval_rows",
     "expert_rows",

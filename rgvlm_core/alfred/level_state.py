@@ -30,7 +30,7 @@ def is_alfred(doc: dict[str, Any]) -> bool:
 
 def scene_name(doc: dict[str, Any]) -> str:
     """The floor plan a stored state stands on (read from its source trajectory)."""
-    return _scene(str(doc["source"])).floor_plan
+    return scene_from_source(str(doc["source"])).floor_plan
 
 
 def world_doc(w: World, source: str) -> dict[str, Any]:
@@ -48,7 +48,8 @@ def world_doc(w: World, source: str) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=64)
-def _scene(source: str) -> ReplayScene:
+def scene_from_source(source: str) -> ReplayScene:
+    """The household of the trajectory file `source`, set up once per process (64 kept)."""
     try:
         doc = orjson.loads(Path(source).read_bytes())
     except (OSError, ValueError) as e:
@@ -61,7 +62,7 @@ def _scene(source: str) -> ReplayScene:
 
 def world_from_doc(doc: dict[str, Any]) -> World:
     """The World a stored state describes (its household set up from its source trajectory)."""
-    w = new_world(_scene(str(doc["source"])))
+    w = new_world(scene_from_source(str(doc["source"])))
     x, z, heading, horizon = (int(v) for v in doc["pose"])
     w.pose = (x, z, heading, horizon)
     _, slice_effect = INTERACTIONS["SliceObject"]

@@ -99,6 +99,7 @@ class World:
         default_factory=lambda: {"hot": set(), "cold": set(), "clean": set()}
     )
     things: dict[str, Thing] = field(default_factory=dict)
+    last_target: str | None = None  # the instance the last valid interaction acted on
 
     def position(self, object_id: str) -> Point:
         """Where an object is now: in the hand, in what it was put in (recursively), or where it started."""
@@ -222,6 +223,7 @@ def step(w: World, api: dict[str, Any]) -> str | None:
     why = check(w, target)
     if why is None:
         effect(w, target)
+        w.last_target = target
     return why
 
 

@@ -26,6 +26,15 @@ def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _conditions(conditions: str, eval_tasks: str | None) -> tuple[str, ...]:
+    """--conditions, or the ALFRED splits of --eval-tasks (which replace them)."""
+    if eval_tasks is None:
+        return tuple(_csv(conditions))
+    from rgvlm_core.alfred.tasks import parse_eval_tasks
+
+    return parse_eval_tasks(eval_tasks)
+
+
 def experiment(
     methods: str = typer.Option(
         ...,
@@ -47,6 +56,17 @@ def experiment(
         help="Evaluation tasks per task length, condition and phrasing (50 gives intervals of about +-0.07).",
     ),
     conditions: str = typer.Option("default,randomized", "--conditions", help="Evaluation conditions."),
+    data_split: list[str] = typer.Option(
+        [],
+        "--data-split",
+        help="Train on the episodes of this split only (repeatable; default: every split).",
+    ),
+    eval_tasks: str = typer.Option(
+        None,
+        "--eval-tasks",
+        help="Evaluate on ALFRED's own tasks instead (runs trained on replayed ALFRED trajectories): "
+        "alfred:valid_seen,alfred:valid_unseen (the default for such data).",
+    ),
     phrasings: str = typer.Option(
         "unseen,seen", "--phrasings", help="Instruction phrasings evaluated: unseen (held out) and/or seen."
     ),
@@ -124,7 +144,8 @@ def experiment(
         curve_episodes=curve_episodes,
         lam=lam,
         vlm_reward=vlm_reward,
-        conditions=tuple(_csv(conditions)),
+        conditions=_conditions(conditions, eval_tasks),
+        data_splits=tuple(data_split),
         episodes_per_length=episodes_per_length,
         encoder=encoder,
         name=name,

@@ -30,7 +30,15 @@ def train(
     encoder: str = typer.Option("minilm", "--encoder", help="Instruction encoder: minilm or hash."),
     failed: str = typer.Option("sparse", "--failed-labels", help="Steps whose label failed: sparse or drop."),
     states: str = typer.Option(
-        "sim", "--states", help="State features: sim (simulator episodes) or alfred (ALFRED ResNet features)."
+        "sim",
+        "--states",
+        help="State features: sim (simulator states: generated episodes, and ALFRED's imported with "
+        "--replay) or alfred (ALFRED ResNet features).",
+    ),
+    data_split: list[str] = typer.Option(
+        [],
+        "--data-split",
+        help="Train on the episodes of this split only (repeatable; default: every split).",
     ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     threads: int = threads_option(),
@@ -42,6 +50,7 @@ def train(
 ) -> None:
     """Train language-conditioned IQL on the workspace's simulator or ALFRED data with a reward source."""
 
+    from rgvlm_core.catalog import EpisodeFilter
     from rgvlm_core.errors import UsageError
     from rgvlm_core.jobs import report_progress
     from rgvlm_core.rl.config import IQLConfig, with_overrides
@@ -62,6 +71,7 @@ def train(
         failed=failed,
         states=states,
         name=name,
+        filters=EpisodeFilter(splits=tuple(data_split)),
     )
     last = None
     with progress_bar("training") as bar:
@@ -76,7 +86,12 @@ def train(
 
 def evaluate(
     run: str = typer.Argument(..., help="Training run."),
-    condition: str = typer.Option("default", "--condition", help="default or randomized initial states."),
+    condition: str = typer.Option(
+        "default",
+        "--condition",
+        help="default or randomized initial states; for a run trained on replayed ALFRED trajectories, "
+        "the ALFRED split whose tasks are evaluated: valid_seen or valid_unseen.",
+    ),
     episodes_per_length: int = typer.Option(
         20, "--episodes-per-length", "-k", min=1, help="Episodes per length."
     ),
@@ -88,8 +103,11 @@ def evaluate(
     from rgvlm_core.rl.runs import evaluate_run
     from rgvlm_core.sim.evaluate import summarize
 
-    if condition not in ("default", "randomized"):
-        raise UsageError(f"--condition must be default or randomized, got {condition!r}")
+    if condition not in ("default", "randomized", "valid_seen", "valid_unseen", "train"):
+        raise UsageError(
+            "--condition must be default or randomized (or an ALFRED split for runs on ALFRED), "
+            f"got {condition!r}"
+        )
     ws = open_workspace(create=False)
     results = list(
         evaluate_run(ws, run, condition=condition, episodes_per_length=episodes_per_length, seed=seed)

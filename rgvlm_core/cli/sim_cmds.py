@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -125,6 +125,19 @@ def evaluate(
         min=1,
         help="Steps each subtask may take (default: twice the expert's plan for the whole task).",
     ),
+    eval_tasks: str | None = typer.Option(
+        None,
+        "--eval-tasks",
+        help="ALFRED's own tasks instead of generated ones: alfred:valid_seen, alfred:valid_unseen and/or "
+        "alfred:train, comma-separated (chains of 1-6 consecutive subtasks of each replayed trajectory; "
+        "the expert is ALFRED's recorded actions).",
+    ),
+    alfred_data: Path | None = typer.Option(
+        None,
+        "--alfred-data",
+        help="ALFRED's data folder for --eval-tasks (default: $RGVLM_ALFRED_DATA, else "
+        "../shared/alfred/json_2.1.0).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Evaluate a built-in policy by task length: the proportion of subtasks completed."""
@@ -142,11 +155,16 @@ def evaluate(
         chosen = tuple(int(x) for x in lengths.split(","))
     except ValueError:
         raise UsageError(f"--lengths takes numbers separated by commas, got {lengths!r}") from None
+    if eval_tasks is not None:
+        _evaluate_alfred(
+            policy, eval_tasks, alfred_data, chosen, episodes_per_length, seed, subtask_budget, as_json
+        )
+        return
     plans = _floor_plans(floor_plans, level)
     config = EvalConfig(
         lengths=chosen,
         episodes_per_length=episodes_per_length,
-        condition=condition,  # type: ignore[arg-type]  # checked above
+        condition=condition,
         seed=seed,
         subtask_budget=subtask_budget,
         level=level,  # type: ignore[arg-type]  # checked above
@@ -185,6 +203,64 @@ def evaluate(
         if level == "low":
             cells.append(str(len(where[line["length"]]["floor_plans"])))
         table.add_row(*cells)
+    console.print(table)
+
+
+def _evaluate_alfred(
+    policy: str,
+    text: str,
+    root: Path | None,
+    lengths: tuple[int, ...],
+    episodes_per_length: int,
+    seed: int,
+    subtask_budget: int | None,
+    as_json: bool,
+) -> None:
+    """`--eval-tasks alfred:SPLIT,...`: each split's tasks, by length (seen and unseen scenes apart)."""
+    from rich.table import Table
+
+    from rgvlm_core.alfred.tasks import data_root, parse_eval_tasks
+    from rgvlm_core.rl.config import LOW_SUBTASK_BUDGET
+    from rgvlm_core.sim.evaluate import EvalConfig, summarize
+    from rgvlm_core.sim.evaluate import evaluate as run
+
+    splits = parse_eval_tasks(text)
+    folder = str(data_root(root))
+    rows: list[dict[str, Any]] = []
+    for split in splits:
+        config = EvalConfig(
+            lengths=lengths,
+            episodes_per_length=episodes_per_length,
+            condition=split,
+            seed=seed,
+            subtask_budget=subtask_budget or LOW_SUBTASK_BUDGET,
+            level="alfred",
+            alfred_root=folder,
+        )
+        with progress_bar(f"evaluating ALFRED {split}", transient=True) as progress:
+            task = progress.add_task("evaluate", total=None, info="")
+            results = []
+            for result in run(policy, config):
+                results.append(result)
+                progress.advance(task)
+        rows += [{**line, "level": "alfred", "split": split} for line in summarize(results)]
+    if as_json:
+        print_json(rows)
+        return
+    budget = subtask_budget or LOW_SUBTASK_BUDGET
+    table = Table(title=f"{policy} policy on ALFRED's tasks ({folder}), {budget} steps per subtask")
+    for col in ("split", "subtasks", "episodes", "completed (mean)", "95% CI", "full-task success"):
+        table.add_column(col, justify="right")
+    for line in rows:
+        low, high = line["ci95"]
+        table.add_row(
+            str(line["split"]),
+            str(line["length"]),
+            str(line["n"]),
+            f"{line['mean_completed']:.3f}",
+            f"[{low:.3f}, {high:.3f}]",
+            f"{line['success_rate']:.3f}",
+        )
     console.print(table)
 
 

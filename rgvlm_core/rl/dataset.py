@@ -366,6 +366,12 @@ def _level_of(rows: list[dict[str, Any]]) -> tuple[SimLevel, dict[str, Any]]:
     if level == ALFRED_LEVEL:
         info["floor_plans"] = sorted(found.plans)
         info["trajectories"] = len(found.sources)
+        info["splits"] = sorted(found.splits[ALFRED_LEVEL])  # evaluation must not meet these tasks
+        # the data folder (traj_data.json is <root>/<split>/<task>/<trial>/): its valid splits' tasks
+        # are where runs on this data are evaluated
+        roots = {str(Path(source).parents[3]) for source in found.sources}
+        if len(roots) == 1:
+            info["alfred_root"] = roots.pop()
         return sim_level(level), info
     info["floor_plans"] = sorted(n for n in found.plans if not n.startswith(GENERATED_PREFIX))
     info["generated_rooms"] = sum(n.startswith(GENERATED_PREFIX) for n in found.plans)

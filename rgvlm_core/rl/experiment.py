@@ -26,6 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from rgvlm_core.catalog import EpisodeFilter
 from rgvlm_core.compare import BC, CONDITIONS, planned_methods
 from rgvlm_core.errors import UsageError
 from rgvlm_core.rl.config import SUBTASK_BUDGET
@@ -66,6 +67,7 @@ class ExperimentSpec:
     split: str = "test"
     encoder: str = "minilm"
     failed: str = "sparse"
+    data_splits: tuple[str, ...] = ()  # train on the episodes of these splits only (empty: every split)
     name: str | None = None
     command: str = ""
 
@@ -77,9 +79,15 @@ class ExperimentSpec:
             raise UsageError(f"methods={list(self.methods)}: give each method once")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise UsageError(f"seeds={list(self.seeds)}: give distinct non-negative seeds")
-        bad = [c for c in self.conditions if c not in CONDITIONS]
-        if bad or not self.conditions:
-            raise UsageError(f"conditions={list(self.conditions)}: use default and/or randomized")
+        from rgvlm_core.sim.evaluate import ALFRED_SPLITS
+
+        alfred = [c for c in self.conditions if c in ALFRED_SPLITS]
+        bad = [c for c in self.conditions if c not in CONDITIONS and c not in ALFRED_SPLITS]
+        if bad or not self.conditions or (alfred and len(alfred) != len(self.conditions)):
+            raise UsageError(
+                f"conditions={list(self.conditions)}: use default and/or randomized, or ALFRED's splits "
+                "(--eval-tasks alfred:valid_seen,alfred:valid_unseen) alone"
+            )
         if self.episodes_per_length < 1:
             raise UsageError(f"episodes_per_length={self.episodes_per_length}: give a positive number")
         if self.failed not in ("sparse", "drop"):
@@ -308,6 +316,16 @@ def plan_tasks(
     return [tasks[i] for i in order]
 
 
+def check_held_out(info: dict[str, Any], conditions: tuple[str, ...]) -> None:
+    """Refuse to evaluate on ALFRED tasks whose trajectories are in the training data."""
+    shared = sorted(set(info.get("splits", ())) & set(conditions)) if info.get("level") == "alfred" else []
+    if shared:
+        raise UsageError(
+            f"the training data holds ALFRED's {', '.join(shared)} trajectories, which are the evaluation "
+            f"tasks: train on other splits (--data-split train)"
+        )
+
+
 def _prepare(
     workspace: Workspace, spec: ExperimentSpec, tasks: list[RunTask], evaluation: EvalPlan, gamma: float
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], EvalPlan, dict[str, Any]]:
@@ -327,7 +345,8 @@ def _prepare(
     try:
         for source_text in dict.fromkeys(task.source for task in tasks):
             source = parse_reward_source(source_text, reader, spec.lam, gamma=gamma)
-            arrays = cached_dataset(reader, source, encoder, failed=spec.failed)  # type: ignore[arg-type]
+            flt = EpisodeFilter(splits=spec.data_splits)
+            arrays = cached_dataset(reader, source, encoder, flt, failed=spec.failed)  # type: ignore[arg-type]
             datasets[source_text] = arrays
             train_spec = TrainSpec(
                 reward=source.text,
@@ -345,7 +364,9 @@ def _prepare(
     finally:
         reader.close()
     if datasets:
-        evaluation = evaluation.at_level(next(iter(datasets.values())).info)
+        info = next(iter(datasets.values())).info
+        evaluation = evaluation.at_level(info)
+        check_held_out(info, evaluation.conditions)
     embeddings = evaluation_embeddings(evaluation, encoder, workspace.root / "rl_cache")
     return datasets, about, evaluation, embeddings
 

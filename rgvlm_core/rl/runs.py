@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from rgvlm_core.catalog import EpisodeFilter
-from rgvlm_core.errors import RGVLMError
+from rgvlm_core.errors import RGVLMError, UsageError
 from rgvlm_core.workspace import Workspace
 from rgvlm_core.workspace.schema import EVAL_RESULTS
 
@@ -165,13 +165,27 @@ def evaluate_run(
 
     info = json.loads(rows[0]["dataset"] or "{}")
     level = str(info.get("level", "subgoal"))  # evaluated in the simulator (and floor plans) it learnt from
+    from rgvlm_core.rl.experiment import check_held_out
+    from rgvlm_core.sim.evaluate import ALFRED, ALFRED_SPLITS
+
+    check_held_out(info, (condition,))
+
+    if (level == ALFRED) != (condition in ALFRED_SPLITS):
+        raise UsageError(
+            f"run {run_id!r} learnt from replayed ALFRED trajectories: evaluate it on ALFRED's tasks with "
+            f"--condition {' or '.join(ALFRED_SPLITS)}"
+            if level == ALFRED
+            else f"--condition {condition}: ALFRED's tasks are for runs trained on replayed ALFRED "
+            f"trajectories; run {run_id!r} is at the {level} level: use default or randomized"
+        )
     config = EvalConfig(
         lengths=lengths,
         episodes_per_length=episodes_per_length,
-        condition=condition,  # type: ignore[arg-type]  # checked by EvalConfig
+        condition=condition,
         seed=seed,
         level=level,  # type: ignore[arg-type]
         floor_plans=dataset_floor_plans(info) if level == "low" else None,
+        alfred_root=info.get("alfred_root") if level == ALFRED else None,
     )
     buffer: list[Any] = []
     # One observation at a time: a thread pool only adds synchronisation to such tiny matmuls, and on a

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from rgvlm_core.errors import UsageError
 from rgvlm_core.rl.config import IQLConfig
 
 
@@ -39,6 +40,7 @@ class EvalPlan:
     curve_episodes: int = 10
     level: str = "subgoal"  # the simulator level the runs' data is at (set from the dataset: at_level)
     floor_plans: tuple[int, ...] | None = None  # low level: the data's ALFRED floor plans (None: generated)
+    alfred_root: str | None = None  # ALFRED level: the data folder whose splits' tasks are evaluated
 
     def at_level(self, info: dict[str, Any]) -> EvalPlan:
         """This plan at the level and on the floor plans of a dataset (its `OfflineArrays.info`): a policy
@@ -47,11 +49,29 @@ class EvalPlan:
         low-level subtask alone takes the expert 12 steps on average."""
         from rgvlm_core.rl.config import LOW_SUBTASK_BUDGET, SUBTASK_BUDGET
         from rgvlm_core.rl.dataset import dataset_floor_plans
+        from rgvlm_core.sim.evaluate import ALFRED, ALFRED_SPLITS
 
         level = str(info.get("level", "subgoal"))
+        alfred_tasks = [c for c in self.conditions if c in ALFRED_SPLITS]
+        budget = LOW_SUBTASK_BUDGET if self.subtask_budget == SUBTASK_BUDGET else self.subtask_budget
+        if level == ALFRED:
+            # ALFRED's own tasks, seen and unseen scenes apart, with its annotators' words (one phrasing)
+            return replace(
+                self,
+                level=level,
+                floor_plans=None,
+                conditions=tuple(alfred_tasks) or ("valid_seen", "valid_unseen"),
+                phrasings=("unseen",),
+                alfred_root=self.alfred_root or info.get("alfred_root"),
+                subtask_budget=budget,
+            )
+        if alfred_tasks:
+            raise UsageError(
+                f"evaluation on ALFRED's tasks ({', '.join(alfred_tasks)}) needs runs trained on replayed "
+                f"ALFRED trajectories (`rgvlm import --replay`); this data is at the {level} level"
+            )
         if level != "low":
             return replace(self, level=level, floor_plans=None)
-        budget = LOW_SUBTASK_BUDGET if self.subtask_budget == SUBTASK_BUDGET else self.subtask_budget
         return replace(self, level=level, floor_plans=dataset_floor_plans(info), subtask_budget=budget)
 
     @property
@@ -66,12 +86,13 @@ class EvalPlan:
             EvalConfig(
                 lengths=self.lengths,
                 episodes_per_length=episodes_per_length or self.episodes_per_length,
-                condition=condition,  # type: ignore[arg-type]  # checked by EvalConfig
+                condition=condition,
                 seed=self.seed,
                 phrasing=phrasing,  # type: ignore[arg-type]
                 subtask_budget=self.subtask_budget,
                 level=self.level,  # type: ignore[arg-type]
                 floor_plans=self.floor_plans,
+                alfred_root=self.alfred_root,
             )
             for condition in self.conditions
             for phrasing in self.phrasings

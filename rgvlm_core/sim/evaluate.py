@@ -34,6 +34,7 @@ from rgvlm_core.sim.env import CONDITIONS, LEVELS, PHRASINGS, HouseholdEnv
 from rgvlm_core.sim.tasks import MAX_SUBTASKS
 
 if TYPE_CHECKING:  # the low env is imported only where the low level is used (it costs an import)
+    from rgvlm_core.alfred.env import AlfredTaskEnv
     from rgvlm_core.sim.low.env import LowHouseholdEnv
 
 logger = logging.getLogger(__name__)
@@ -41,9 +42,12 @@ logger = logging.getLogger(__name__)
 Policy = Callable[[dict[str, Any], np.ndarray], int]  # (observation, action mask) -> action index
 POLICY_NAMES: tuple[str, ...] = ("expert", "random")
 Z_95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
+ALFRED = "alfred"  # ALFRED's own tasks (alfred.env.AlfredTaskEnv); its conditions are ALFRED's splits
+ALFRED_SPLITS = ("valid_seen", "valid_unseen", "train")
+EVAL_LEVELS = (*LEVELS, ALFRED)
 # The env of either level: both have the same reset options, info keys, `task`, `phrasing`,
 # `subtask_budget` and `expert_plan()`, which is all an evaluation uses.
-EvalEnv: TypeAlias = "HouseholdEnv | LowHouseholdEnv"
+EvalEnv: TypeAlias = "HouseholdEnv | LowHouseholdEnv | AlfredTaskEnv"
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,12 @@ class EvalConfig:
         default=(1, 2, 3, 4, 5, 6), metadata={"help": "Task lengths (subtasks per task) to evaluate."}
     )
     episodes_per_length: int = field(default=100, metadata={"help": "Episodes (tasks) per task length."})
-    condition: Literal["default", "randomized"] = field(
+    condition: str = field(
         default="default",
-        metadata={"help": "Initial states: the scene's default, or randomised agent start and placements."},
+        metadata={
+            "help": "Initial states: the scene's default, or randomised agent start and placements; at the "
+            "ALFRED level, the ALFRED split whose tasks are evaluated (valid_seen, valid_unseen, train)."
+        },
     )
     seed: int = field(default=0, metadata={"help": "Seed from which every episode's seed is derived."})
     phrasing: Literal["seen", "unseen"] = field(
@@ -71,11 +78,12 @@ class EvalConfig:
             "plan for the whole task, at either level)."
         },
     )
-    level: Literal["subgoal", "low"] = field(
+    level: Literal["subgoal", "low", "alfred"] = field(
         default="subgoal",
         metadata={
-            "help": "Action level: 'subgoal' (ALFRED subgoals, ~2 expert steps a subtask) or 'low' "
-            "(ALFRED's low-level actions on floor plans, ~11 expert steps a subtask)."
+            "help": "Action level: 'subgoal' (ALFRED subgoals, ~2 expert steps a subtask), 'low' "
+            "(ALFRED's low-level actions on floor plans, ~11 expert steps a subtask) or 'alfred' (ALFRED's "
+            "own tasks, replayed: alfred.env)."
         },
     )
     floor_plans: tuple[int, ...] | None = field(
@@ -84,6 +92,10 @@ class EvalConfig:
             "help": "Low level only: ALFRED floor plan numbers (1-30 kitchens, 201-230 living rooms, "
             "301-330 bedrooms, 401-430 bathrooms) each episode's seed draws from; None: generated rooms."
         },
+    )
+    alfred_root: str | None = field(
+        default=None,
+        metadata={"help": "ALFRED level: ALFRED's data folder (None: $RGVLM_ALFRED_DATA or ../shared)."},
     )
 
     def __post_init__(self) -> None:
@@ -95,7 +107,12 @@ class EvalConfig:
         object.__setattr__(self, "lengths", tuple(int(n) for n in lengths))
         if not _is_int(self.episodes_per_length) or self.episodes_per_length < 1:
             raise UsageError(f"episodes_per_length={self.episodes_per_length!r}: give a positive integer")
-        if self.condition not in CONDITIONS:
+        if self.level == ALFRED and self.condition not in ALFRED_SPLITS:
+            raise UsageError(
+                f"condition={self.condition!r}: ALFRED's tasks come from a split: "
+                f"use {' or '.join(ALFRED_SPLITS)}"
+            )
+        if self.level != ALFRED and self.condition not in CONDITIONS:
             raise UsageError(f"condition={self.condition!r}: use 'default' or 'randomized'")
         if not _is_int(self.seed) or self.seed < 0:
             raise UsageError(f"seed={self.seed!r}: give a non-negative integer")
@@ -103,8 +120,8 @@ class EvalConfig:
             raise UsageError(f"phrasing={self.phrasing!r}: use 'seen' or 'unseen'")
         if self.subtask_budget is not None and (not _is_int(self.subtask_budget) or self.subtask_budget < 1):
             raise UsageError(f"subtask_budget={self.subtask_budget!r}: give a positive integer or None")
-        if self.level not in LEVELS:
-            raise UsageError(f"level={self.level!r}: use one of {list(LEVELS)}")
+        if self.level not in EVAL_LEVELS:
+            raise UsageError(f"level={self.level!r}: use one of {list(EVAL_LEVELS)}")
         if self.floor_plans is not None:
             if self.level != "low":
                 raise UsageError(
@@ -149,13 +166,14 @@ def expert_policy(env: EvalEnv) -> Policy:
     """A policy that follows `env.expert_plan()` (the env being evaluated must be this one), at either
     level: each env's expert plans in its own actions."""
     unwrapped = env.unwrapped
-    if not isinstance(unwrapped, (HouseholdEnv, _low_env_class())):
+    if env_level(unwrapped) is None:
         raise UsageError(
-            f"expert_policy needs a HouseholdEnv or LowHouseholdEnv, got {type(unwrapped).__name__}"
+            "expert_policy needs a HouseholdEnv, LowHouseholdEnv or AlfredTaskEnv, "
+            f"got {type(unwrapped).__name__}"
         )
 
     def act(observation: dict[str, Any], action_mask: np.ndarray) -> int:
-        remaining = unwrapped.expert_plan()
+        remaining = unwrapped.expert_plan()  # type: ignore[attr-defined]  # env_level checked the class
         return remaining[0] if remaining else int(np.flatnonzero(action_mask)[0])
 
     return act
@@ -203,7 +221,7 @@ def evaluate(
         )
     if not callable(policy) and policy not in POLICY_NAMES:
         raise UsageError(f"policy={policy!r}: use one of {list(POLICY_NAMES)} or a callable")
-    for length, episode, seed in episodes(config):
+    for length, episode, seed in episodes(config, env):
         act = _resolve(policy, env, seed)
         result = run_episode(env, act, length, episode, config.condition, seed)
         logger.debug("eval episode %s/%s: %s/%s", length, episode, result.completed, result.n_subtasks)
@@ -213,6 +231,15 @@ def evaluate(
 def make_env(config: EvalConfig) -> EvalEnv:
     """The environment an evaluation of `config` runs in (its level, phrasing, step budget and, at the
     low level, floor plans)."""
+    if config.level == ALFRED:
+        from rgvlm_core.alfred.env import AlfredTaskEnv
+
+        return AlfredTaskEnv(
+            config.condition,
+            root=config.alfred_root,
+            subtask_budget=config.subtask_budget,
+            phrasing=config.phrasing,
+        )
     if config.level == "low":
         return _low_env_class()(
             phrasing=config.phrasing, subtask_budget=config.subtask_budget, floor_plans=config.floor_plans
@@ -222,6 +249,10 @@ def make_env(config: EvalConfig) -> EvalEnv:
 
 def n_actions(level: str) -> int:
     """The size of a level's action space (the length of its action masks)."""
+    if level == ALFRED:
+        from rgvlm_core.alfred.level import ACTION_TOKENS as ALFRED_TOKENS
+
+        return len(ALFRED_TOKENS)
     if level == "low":
         from rgvlm_core.sim.low.world import N_ACTIONS as LOW_ACTIONS
 
@@ -234,22 +265,30 @@ def n_actions(level: str) -> int:
 
 
 def env_level(env: object) -> str | None:
-    """The action level of an (unwrapped) evaluation env: "subgoal", "low", or None for other envs."""
+    """The action level of an (unwrapped) evaluation env: "subgoal", "low", "alfred", or None for others."""
     if isinstance(env, HouseholdEnv):
         return "subgoal"
+    if type(env).__name__ == "AlfredTaskEnv":  # by name: the ALFRED env is imported only when used
+        return ALFRED
     if isinstance(env, _low_env_class()):
         return "low"
     return None
 
 
-def episodes(config: EvalConfig) -> Iterator[tuple[int, int, int]]:
+def episodes(config: EvalConfig, env: EvalEnv | None = None) -> Iterator[tuple[int, int, int]]:
     """(length, episode index, reset seed) of every episode of `config`, in `evaluate`'s order.
 
     The one enumeration that `evaluate`, `evaluate_members` and `evaluation_instructions` share, so
-    they cannot disagree on which tasks an evaluation holds.
+    they cannot disagree on which tasks an evaluation holds. At the ALFRED level a length has as many
+    episodes as the split has tasks of that length, up to `episodes_per_length` (`env`: the ALFRED env
+    whose tasks are counted; None: made from the config).
     """
+    counts = {n: config.episodes_per_length for n in config.lengths}
+    if config.level == ALFRED:
+        alfred = env if env is not None else make_env(config)
+        counts = {length: min(n, alfred.unwrapped.n_tasks(length)) for length, n in counts.items()}  # type: ignore[attr-defined]
     for length in config.lengths:
-        for episode in range(config.episodes_per_length):
+        for episode in range(counts[length]):
             yield length, episode, episode_seed(config.seed, length, episode)
 
 
@@ -262,8 +301,8 @@ def evaluation_instructions(config: EvalConfig) -> list[str]:
     """
     env = make_env(config)
     seen: dict[str, None] = {}
-    for length, _, seed in episodes(config):
-        start_episode(env, length, config.condition, seed)
+    for length, episode, seed in episodes(config, env):
+        start_episode(env, length, config.condition, seed, episode)
         seen.update(dict.fromkeys(env.task.instructions))
     return list(seen)
 
@@ -280,7 +319,7 @@ def run_episode(
     env: EvalEnv, policy: Policy, length: int, episode: int, condition: str, seed: int
 ) -> EpisodeResult:
     """One episode of `length` subtasks from reset seed `seed`, until termination or truncation."""
-    obs, info = start_episode(env, length, condition, seed)
+    obs, info = start_episode(env, length, condition, seed, episode)
     steps, ended = 0, False
     while not ended:
         obs, _, terminated, truncated, info = env.step(policy(obs, info["action_mask"]))
@@ -292,11 +331,15 @@ def run_episode(
 
 
 def start_episode(
-    env: EvalEnv, length: int, condition: str, seed: int
+    env: EvalEnv, length: int, condition: str, seed: int, episode: int = 0
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Reset `env` for an evaluation episode: the one place that turns (length, condition, seed) into
-    reset arguments, so one-at-a-time and lockstep evaluation meet exactly the same tasks."""
-    return env.reset(seed=seed, options={"n_subtasks": length, "condition": condition})
+    """Reset `env` for an evaluation episode: the one place that turns (length, condition, seed, and at
+    the ALFRED level the episode's index among the split's tasks) into reset arguments, so one-at-a-time
+    and lockstep evaluation meet exactly the same tasks."""
+    options: dict[str, Any] = {"n_subtasks": length, "condition": condition}
+    if env_level(env.unwrapped) == ALFRED:
+        options["episode"] = episode
+    return env.reset(seed=seed, options=options)
 
 
 def episode_result(
@@ -327,7 +370,7 @@ def episode_result(
         phrasing=env.phrasing,
         first_kind=task.subtasks[0].kind,
         level=level,
-        floor_plan=str(info["floor_plan"]) if level == "low" else None,
+        floor_plan=str(info["floor_plan"]) if level in ("low", ALFRED) else None,
     )
 
 

@@ -155,7 +155,7 @@ def _fill(
             return
         member, length, episode, seed = job
         env = spare.pop() if spare else make_env(config)
-        obs, info = start_episode(env, length, config.condition, seed)
+        obs, info = start_episode(env, length, config.condition, seed, episode)
         live.append(_Live(env, member, length, episode, seed, obs, info))
 
 
