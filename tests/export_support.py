@@ -81,3 +81,24 @@ def one_red_line(result: object) -> str:
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr
     return lines[0]
+
+
+def alfred_workspace(tmp_path: Path) -> Path:
+    """Two ALFRED trajectories of three annotations each, only the first with feat_conv.pt features
+    (tests/alfred_factory.py; rows in the `low_actions+1` layout, row r's 7x7 maps all equal to r)."""
+    import torch
+
+    from rgvlm_core.importer import ImportConfig, import_alfred
+    from tests.alfred_factory import build_document, write_trajectory
+
+    data = tmp_path / "alfred"
+    n_rows = len(build_document()["plan"]["low_actions"]) + 1
+    for i in range(2):
+        path = write_trajectory(data, trial=f"trial_T20190101_000000_{i:06d}")
+        if i == 0:
+            rows = torch.arange(n_rows, dtype=torch.float32)[:, None, None, None]
+            torch.save(rows.expand(n_rows, 512, 7, 7).contiguous(), path.parent / "feat_conv.pt")
+    ws = Workspace.open(tmp_path / "alfred-ws")
+    for _ in import_alfred(ws, data, ImportConfig()):
+        pass
+    return ws.root

@@ -92,16 +92,18 @@ def test_spaces_env_and_provenance_are_recorded(
     assert 0 < missing.sum() == meta["steps_without_vlm_reward"]
 
 
-def test_the_dataset_root_comes_from_minaris_variable(
+def test_the_dataset_root_comes_from_minaris_variable_and_may_be_relative(
     minari: Any, ws: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)
     root = tmp_path / "from-env"
-    env = {"MINARI_DATASETS_PATH": str(root)}
+    env = {"MINARI_DATASETS_PATH": "from-env"}
     result = rgvlm("-w", str(ws), "export", "minari", "plain", "-k", "1", env=env)
     assert result.returncode == 0, result.stderr
     assert "plain-v0" in result.stdout and (root / "plain-v0" / "data" / "metadata.json").is_file()
     dataset = _load(minari, root, "plain-v0", monkeypatch)
     assert dataset.storage.metadata["rgvlm"]["filters"] == "--n-subtasks 1"
+    assert dataset.storage.metadata["dataset_size"] == dataset.storage.get_size()
     assert all(len(set(ep.infos["subtask_idx"])) == 1 for ep in dataset.iterate_episodes())
     assert [p.name for p in root.iterdir()] == ["plain-v0"], "no temporary folder left"
 
@@ -154,3 +156,21 @@ def test_without_minari_the_command_says_how_to_install_it(ws: Path, tmp_path: P
     line = one_red_line(result)
     assert "needs the minari package" in line and 'pip install "rgvlm-studio[minari]"' in line
     assert not (tmp_path / "m").exists()
+
+
+def test_alfred_feature_states_get_an_unbounded_box_and_the_datas_instructions(
+    minari: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gymnasium
+
+    from tests.export_support import alfred_workspace
+
+    ws = alfred_workspace(tmp_path)
+    root = tmp_path / "minari"
+    _export(ws, root, "alfred-features", "--states", "alfred")
+    dataset = _load(minari, root, "alfred-features-v0", monkeypatch)
+    space = dataset.observation_space
+    assert space["state"] == gymnasium.spaces.Box(-np.inf, np.inf, (512,), np.float32)
+    assert dataset.env_spec is None and dataset.total_episodes == 3
+    texts = [t for ep in dataset.iterate_episodes() for t in ep.observations["instruction"]]
+    assert texts and all(space["instruction"].contains(t) for t in texts)

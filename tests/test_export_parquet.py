@@ -145,3 +145,17 @@ def test_force_never_replaces_a_folder_that_is_not_an_export(ws: Path, tmp_path:
     (precious / "notes.txt").write_text("keep me")
     line = one_red_line(rgvlm("-w", str(ws), "export", "parquet", str(precious), "--force"))
     assert "is not an rgvlm export" in line and (precious / "notes.txt").read_text() == "keep me"
+
+
+def test_alfred_feature_states_export_the_episodes_that_have_features(tmp_path: Path) -> None:
+    from tests.export_support import alfred_workspace
+
+    ws = alfred_workspace(tmp_path)
+    out = tmp_path / "out"
+    meta = _export(ws, out, "--states", "alfred")
+    steps = pq.read_table(out / "steps.parquet").to_pandas()
+    assert meta["states"] == "alfred" and meta["state_dim"] == 512 and meta["episodes"] == 3
+    assert steps.episode_id.str.contains("trial_T20190101_000000_000000").all()
+    states = np.stack(steps.state.to_numpy())
+    np.testing.assert_array_equal(states[:, 0], steps.step.to_numpy(np.float32))  # row t's features
+    assert np.stack(steps.action_mask.to_numpy()).all(), "ALFRED records no validity: every action allowed"

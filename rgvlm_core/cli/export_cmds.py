@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from rgvlm_core.cli.common import console, open_workspace, vlm_reward_option
+from rgvlm_core.cli.common import console, open_workspace, progress_bar, vlm_reward_option
 from rgvlm_core.export.collect import ExportConfig, ExportData
 
 export_app = typer.Typer(
@@ -90,13 +90,21 @@ def minari_(
 ) -> None:
     """Write a Minari dataset of the chosen episodes with the chosen reward (needs the minari extra)."""
     from rgvlm_core.export.to_minari import minari_target, write_minari
+    from rgvlm_core.jobs import report_progress
 
     config = _config(
         reward, lam, vlm_reward, gamma, states, (split, task_type, n_subtasks, episode, text, limit)
     )
     target = minari_target(name, root, force=force)
     data = _collect(config)
-    path = write_minari(data, target)
+    with progress_bar(f"writing {target.dataset_id}", transient=True) as bar:
+        task = bar.add_task("write", total=len(data.episodes), info="")
+
+        def shown(done: int, total: int) -> None:
+            bar.update(task, completed=done)
+            report_progress(done, total, "episodes")
+
+        path = write_minari(data, target, shown)
     console.print(
         f"wrote Minari dataset {target.dataset_id}: {len(data.episodes)} episodes, {len(data)} steps, reward "
         f"{data.metadata['reward_source']}, to {path}",

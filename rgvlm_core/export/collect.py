@@ -20,11 +20,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rgvlm_core.catalog import EpisodeFilter, episode_where
+from rgvlm_core.catalog import EpisodeFilter
 from rgvlm_core.errors import RGVLMError, UsageError
 from rgvlm_core.labeling.rewards import DEFAULT_MAPPING
 from rgvlm_core.rl.config import IQLConfig
@@ -38,6 +38,9 @@ from rgvlm_core.rl.dataset import (
     sim_level,
 )
 from rgvlm_core.workspace import StoreReader
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 EXPORT_FORMAT = "rgvlm-export"
 EXPORT_FORMAT_VERSION = 1  # bump when a column, a metadata key or the meaning of a value changes
@@ -156,17 +159,17 @@ def collect(reader: StoreReader, config: ExportConfig) -> ExportData:
     the value; both are checked before any state is built.
     """
     source = parse_reward_source(config.reward, reader, config.lam, config.vlm_reward, config.gamma)
-    flt = chosen_episodes(reader, config)
+    keys = chosen_rows(reader, source, config)
+    ids = tuple(dict.fromkeys(keys["episode_id"].astype(str)))
+    # exactly the episodes of `keys`: build_dataset reads every episode its filter matches, so the
+    # rows of both agree even where the two would choose differently from the filter alone
+    flt = EpisodeFilter(episode_ids=ids)
     arrays = build_dataset(reader, source, _TextOnly(), flt, "sparse", config.states)  # type: ignore[arg-type]
-    keys = reward_rows(reader, source, flt, config.states)  # type: ignore[arg-type]
-    if config.states == "alfred":  # build_dataset keeps the steps of trajectories with features only
-        with_features = {r["trajectory_id"] for r in reader.rows(_FEATURED_SQL)}
-        keys = keys[keys["trajectory_id"].isin(with_features)].reset_index(drop=True)
     _check_same_rows(arrays, keys)
     episode_ids = keys["episode_id"].astype(str).tolist()
     starts = np.flatnonzero([i == 0 or episode_ids[i] != episode_ids[i - 1] for i in range(len(episode_ids))])
     starts = np.append(starts, len(episode_ids))
-    episodes = _episode_rows(reader, [episode_ids[s] for s in starts[:-1]])
+    episodes = _episode_rows(reader, list(ids))
     data = ExportData(
         arrays=arrays,
         episode_ids=episode_ids,
@@ -186,28 +189,29 @@ def collect(reader: StoreReader, config: ExportConfig) -> ExportData:
 _FEATURED_SQL = "SELECT trajectory_id FROM trajectories WHERE features_path IS NOT NULL"
 
 
-def chosen_episodes(reader: StoreReader, config: ExportConfig) -> EpisodeFilter:
-    """The filter to build with. RGVLMError naming the filters when no episode with steps matches.
+def chosen_rows(reader: StoreReader, source: RewardSource, config: ExportConfig) -> pd.DataFrame:
+    """The step rows of the chosen episodes (reward_rows: keys, rewards, endings), in the trainer's order.
 
-    A limit is resolved to episode ids here (the first N by id): build_dataset reads every episode its
-    filter matches and ignores a limit.
+    A limit keeps the first N episodes by id (build_dataset itself ignores a limit). RGVLMError naming
+    the filters when no episode with steps matches.
     """
-    flt = replace(config.filters, datasets=(config.states,), include_task_only=False)
-    where, params = episode_where(flt)
-    sql = f"SELECT episode_id FROM episodes {where or 'WHERE true'} AND n_steps > 0 ORDER BY episode_id"
-    if flt.limit is not None:
-        sql += f" LIMIT {int(flt.limit)}"
-    ids = [str(r["episode_id"]) for r in reader.rows(sql, params)]
-    if not ids:
-        what = "simulator" if config.states == "sim" else "ALFRED"
+    keys = reward_rows(reader, source, replace(config.filters, limit=None), config.states)  # type: ignore[arg-type]
+    if config.states == "alfred":  # build_dataset keeps only the trajectories with features
+        with_features = {r["trajectory_id"] for r in reader.rows(_FEATURED_SQL)}
+        keys = keys[keys["trajectory_id"].isin(with_features)]
+    if config.filters.limit is not None:
+        first = list(dict.fromkeys(keys["episode_id"]))[: config.filters.limit]
+        keys = keys[keys["episode_id"].isin(first)]
+    if keys.empty:
+        what = "simulator" if config.states == "sim" else "ALFRED (with feat_conv.pt features)"
         shown = describe_filters(config.filters)
         if shown == "(no filters)":
             hint = "generate and import some with `rgvlm sim generate`"
             if config.states == "alfred":
-                hint = "import ALFRED data with its feat_conv.pt features (`rgvlm import`)"
+                hint = "import ALFRED's json_feat download with `rgvlm import`"
             raise RGVLMError(f"no {what} episodes with steps in {reader.workspace.root}; {hint}")
         raise RGVLMError(f"no {what} episodes with steps match {shown}; list them with `rgvlm episodes`")
-    return replace(flt, episode_ids=tuple(ids), limit=None) if flt.limit is not None else flt
+    return keys.reset_index(drop=True)
 
 
 def describe_filters(flt: EpisodeFilter) -> str:
@@ -348,7 +352,7 @@ __all__ = [
     "REWARD_HELP",
     "ExportConfig",
     "ExportData",
-    "chosen_episodes",
+    "chosen_rows",
     "collect",
     "describe_filters",
     "label_run_records",

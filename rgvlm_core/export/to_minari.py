@@ -27,7 +27,7 @@ import os
 import re
 import shutil
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +55,12 @@ def require_minari() -> Any:
 
 
 def dataset_root(root: Path | None) -> Path:
-    """Where Minari datasets live: `root`, else MINARI_DATASETS_PATH, else ~/.minari/datasets."""
-    if root is not None:
-        return root.expanduser()
-    env = os.environ.get(ROOT_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".minari" / "datasets"
+    """Where Minari datasets live: `root`, else MINARI_DATASETS_PATH, else ~/.minari/datasets; always
+    absolute (Minari 0.5 measures a dataset under a relative root at a doubled path, and fails)."""
+    if root is None:
+        env = os.environ.get(ROOT_ENV)
+        root = Path(env) if env else Path.home() / ".minari" / "datasets"
+    return root.expanduser().absolute()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,9 +105,11 @@ def minari_target(name: str, root: Path | None, *, force: bool = False) -> Minar
     return target
 
 
-def write_minari(data: ExportData, target: MinariTarget) -> Path:
+def write_minari(
+    data: ExportData, target: MinariTarget, progress: Callable[[int, int], None] | None = None
+) -> Path:
     """Write the Minari dataset; returns its folder (load it with `minari.load_dataset(target.dataset_id)`
-    where MINARI_DATASETS_PATH is `target.root`)."""
+    where MINARI_DATASETS_PATH is `target.root`). `progress(done, total)` is called after each episode."""
     minari = require_minari()
     tmp = temp_beside(target.root / "rgvlm-export")
     try:
@@ -115,7 +118,7 @@ def write_minari(data: ExportData, target: MinariTarget) -> Path:
             warnings.filterwarnings("ignore", category=UserWarning, module=r"minari(\.|$)")
             dataset = minari.create_dataset_from_buffers(
                 target.dataset_id,
-                list(episode_buffers(data)),
+                [],  # episodes are added below, one at a time
                 data_format=DATA_FORMAT,
                 observation_space=observation_space(data),
                 action_space=_action_space(data),
@@ -123,6 +126,7 @@ def write_minari(data: ExportData, target: MinariTarget) -> Path:
                 algorithm_name=_behaviour(data),
                 **_env_kwargs(data),
             )
+            _add_episodes(dataset.storage, data, progress)
             ids = [e["episode_id"] for e in data.episodes]
             dataset.storage.update_metadata({"rgvlm": {**data.metadata, "episode_ids": ids}})
         _adopt_namespaces(tmp, target)
@@ -130,6 +134,30 @@ def write_minari(data: ExportData, target: MinariTarget) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target.path
+
+
+def _add_episodes(storage: Any, data: ExportData, progress: Callable[[int, int], None] | None) -> None:
+    """Add the episodes through the storage's own `update_episodes`, then record the dataset's size once.
+
+    Minari 0.5's arrow storage re-measures the whole dataset folder after every episode it adds
+    (`get_size` walks every file), which makes adding n episodes O(n^2): 702 s for 4,000 episodes.
+    The measurement is stood down while they are added (an instance attribute shadows the method)
+    and taken once at the end, so the stored metadata is what Minari would have written.
+    """
+    total = len(data.episodes)
+
+    def reported() -> Iterator[Any]:
+        for k, buffer in enumerate(episode_buffers(data)):
+            yield buffer
+            if progress is not None:
+                progress(k + 1, total)
+
+    storage.get_size = lambda: 0.0
+    try:
+        storage.update_episodes(reported())
+    finally:
+        del storage.get_size
+    storage.update_metadata({"dataset_size": storage.get_size()})
 
 
 @contextlib.contextmanager
@@ -221,18 +249,26 @@ def _action_space(data: ExportData) -> Any:
     return spaces.Discrete(data.arrays.n_actions)
 
 
+def _household_level(data: ExportData) -> str | None:
+    """The household env level (subgoal or low) the data's states come from; None for other data (ALFRED
+    features, or a level no household env builds)."""
+    from rgvlm_core.sim.env import LEVELS
+
+    level = str(data.arrays.info.get("level", "subgoal"))
+    return level if data.arrays.info.get("states") == "sim" and level in LEVELS else None
+
+
 def _sim_env(data: ExportData) -> Any:
-    """The simulator env the data's states come from (its spaces), or None for ALFRED data."""
-    if data.arrays.info.get("states") != "sim":
-        return None
+    """The household env the data's states come from (its spaces), or None."""
     from rgvlm_core.sim.env import make_household
 
-    return make_household(str(data.arrays.info.get("level", "subgoal")))
+    level = _household_level(data)
+    return None if level is None else make_household(level)
 
 
 def _env_kwargs(data: ExportData) -> dict[str, Any]:
-    """create_dataset_from_buffers' env, eval_env and requirements for simulator data (none for ALFRED)."""
-    if data.arrays.info.get("states") != "sim":
+    """create_dataset_from_buffers' env, eval_env and requirements for household data (else none)."""
+    if _household_level(data) is None:
         return {}
     import gymnasium
 
