@@ -163,14 +163,19 @@ def tables(ws: Path, mix: str, methods: tuple[str, ...]) -> tuple[str, pd.DataFr
     return "\n".join(lines), pd.concat(frames, ignore_index=True)
 
 
-def _length_tables(c: Any, order: list[str], phrasing: str) -> list[str]:
-    from rgvlm_core.compare import method_label
+CONDITIONS = ("default", "randomized")
+
+
+def _length_tables(
+    c: Any, order: list[str], phrasing: str, conditions: tuple[str, ...] = CONDITIONS
+) -> list[str]:
+    from rgvlm_core.compare import condition_title, method_label
 
     out = []
-    for condition in ("default", "randomized"):
+    for condition in conditions:
         rows = c.summary[c.summary["condition"] == condition]
         seeds = c.seeds[c.seeds["condition"] == condition]
-        out += [f"**{condition} initial states, {phrasing} phrasings**: proportion of subtasks completed, "
+        out += [f"**{condition_title(condition)}, {phrasing} phrasings**: proportion of subtasks completed, "
                 "mean over seeds [95% CI]", "",
                 "| method | " + " | ".join(f"{n} subtask{'s' if n > 1 else ''}" for n in range(1, 7))
                 + " | mean of the 6 lengths [95% CI] | seeds |",
@@ -194,7 +199,7 @@ def _get(cells: pd.DataFrame, n: int) -> Any:
     return cells.loc[n] if n in cells.index else None
 
 
-def _paired_table(c: Any, phrasing: str) -> list[str]:
+def _paired_table(c: Any, phrasing: str, conditions: tuple[str, ...] = CONDITIONS) -> list[str]:
     from rgvlm_core.compare import method_label
     from rgvlm_core.compare_fair import MEAN_OVER_LENGTHS
 
@@ -203,26 +208,24 @@ def _paired_table(c: Any, phrasing: str) -> list[str]:
         return []
     out = [f"**Difference from Sparse, paired by seed ({phrasing} phrasings)**: mean over the 6 lengths of "
            "(method - Sparse), paired 95% CI", "",
-           "| method | default | randomized |", "| --- | --- | --- |"]  # fmt: skip
+           "| method | " + " | ".join(conditions) + " |", "| --- " * (len(conditions) + 1) + "|"]  # fmt: skip
     for method, group in rows.groupby("method", sort=False):
         cells = {r["condition"]: f"{r['mean']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
                  + (" *" if r["excludes_zero"] else "") for _, r in group.iterrows()}  # fmt: skip
-        out.append(
-            f"| {method_label(method)} | {cells.get('default', '-')} | {cells.get('randomized', '-')} |"
-        )
+        out.append(f"| {method_label(method)} | " + " | ".join(cells.get(k, "-") for k in conditions) + " |")
     return [*out, "", "(* the interval excludes 0)", ""]
 
 
-def _success_table(c: Any, order: list[str]) -> list[str]:
+def _success_table(c: Any, order: list[str], conditions: tuple[str, ...] = CONDITIONS) -> list[str]:
     from rgvlm_core.compare import method_label
 
     s = c.success
     out = ["**Full-task success rate** (all lengths, mean over seeds [95% CI])", "",
-           "| method | default | randomized |", "| --- | --- | --- |"]  # fmt: skip
+           "| method | " + " | ".join(conditions) + " |", "| --- " * (len(conditions) + 1) + "|"]  # fmt: skip
     for method in order:
         rows = s[s["method"] == method].set_index("condition")
         cells = [_ci(r["mean"], r["ci_low"], r["ci_high"]) if (r := _get(rows, k)) is not None else "-"
-                 for k in ("default", "randomized")]  # fmt: skip
+                 for k in conditions]  # fmt: skip
         out.append(f"| {method_label(method)} | " + " | ".join(cells) + " |")
     return [*out, ""]
 
