@@ -58,8 +58,9 @@ def run(ws: Path) -> dict[str, float]:
     rgvlm(ws, "label", "--labeller", "reference", "--name", "reference")
     timing["import and labels"] = time.perf_counter() - start
     start = time.perf_counter()
+    tasks = ",".join(f"alfred:{s}" for s in SPLITS)
     rgvlm(ws, "experiment", "--name", NAME, "--methods", ",".join(METHODS), "--seeds", str(SEEDS),
-          "--steps", str(STEPS), "--data-split", "train", "--eval-tasks", ",".join(f"alfred:{s}" for s in SPLITS),
+          "--steps", str(STEPS), "--data-split", "train", "--eval-tasks", tasks,
           "--episodes-per-length", "50", "--log-every", "250")  # fmt: skip
     timing["experiment"] = time.perf_counter() - start
     return timing
@@ -90,8 +91,8 @@ def write(ws: Path, docs: Path, timing: dict[str, float]) -> None:
     tasks = c.episodes[c.episodes["run_id"] == run_ids[0]].groupby(["condition", "length"]).size()
     lines = [
         "# ALFRED's own tasks: results", "",
-        "Written by `python scripts/alfred_experiment.py ROOT` (its docstring holds the protocol, fixed before "
-        "any result); every number is computed from the stored evaluations.", "",
+        "Written by `python scripts/alfred_experiment.py ROOT` (its docstring holds the protocol, fixed "
+        "before any result); every number is computed from the stored evaluations.", "",
         f"Training data: {info['trajectories']} replayed ALFRED train trajectories, {episodes} episodes (one "
         f"per annotation), {steps:,} steps, on {len(info['floor_plans'])} floor plans. This is a sample of "
         "ALFRED (train has 6,574 trajectories): small data, read the numbers as such.", "",
