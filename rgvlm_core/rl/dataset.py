@@ -183,6 +183,7 @@ _STEP_SQL = """
     JOIN trajectories t USING (trajectory_id)
     JOIN steps s ON s.trajectory_id = e.trajectory_id
     JOIN subtasks sub ON sub.episode_id = e.episode_id AND sub.idx = s.subtask_idx
+    {traj_where}
     ORDER BY e.episode_id, s.t
 """
 
@@ -197,6 +198,16 @@ class _Observed:
     masks: np.ndarray
     action_tokens: list[str]
     info: dict[str, Any]
+
+
+def _selection(flt: EpisodeFilter, states: StateSource) -> tuple[str, list[Any], str]:
+    """The episodes a state source reads (WHERE on episodes, its parameters, WHERE on the joined
+    trajectories `t`): simulator states are the generated episodes' and those of ALFRED trajectories
+    imported with `--replay` (their final state is stored); ALFRED features are ALFRED's episodes."""
+    datasets = ("sim", "alfred") if states == "sim" else (states,)
+    where, params = episode_where(replace(flt, datasets=datasets, include_task_only=False))
+    traj_where = "WHERE t.dataset = 'sim' OR t.final_state IS NOT NULL" if states == "sim" else ""
+    return where, params, traj_where
 
 
 def build_dataset(
@@ -215,12 +226,9 @@ def build_dataset(
     """
     if states not in STATE_SOURCES:
         raise UsageError(f"unknown state source {states!r}; use {' or '.join(STATE_SOURCES)}")
-    # simulator states: generated episodes, and ALFRED's imported with `--replay` (their steps have states)
-    datasets = ("sim", "alfred") if states == "sim" else (states,)
-    where, params = episode_where(replace(flt, datasets=datasets, include_task_only=False))
-    rows = reader.rows(_STEP_SQL.format(where=where), params)
+    where, params, traj_where = _selection(flt, states)
+    rows = reader.rows(_STEP_SQL.format(where=where, traj_where=traj_where), params)
     if states == "sim":
-        rows = [row for row in rows if row["state"] is not None]
         if not rows:
             raise RGVLMError(
                 "no simulator episodes with steps match; generate and import some with `rgvlm sim generate`, "
@@ -563,6 +571,7 @@ _REWARD_SQL = """
     JOIN trajectories t USING (trajectory_id)
     JOIN steps s ON s.trajectory_id = e.trajectory_id
     JOIN subtasks sub ON sub.episode_id = e.episode_id AND sub.idx = s.subtask_idx
+    {traj_where}
     ORDER BY e.episode_id, s.t
 """
 
@@ -578,8 +587,8 @@ def reward_rows(
     What audits of a reward read (the reward sanity check), computed by the same code as training's."""
     import pandas as pd
 
-    where, params = episode_where(replace(flt, datasets=(states,), include_task_only=False))
-    rows = reader.rows(_REWARD_SQL.format(where=where), params)
+    where, params, traj_where = _selection(flt, states)
+    rows = reader.rows(_REWARD_SQL.format(where=where, traj_where=traj_where), params)
     out = step_rewards_of(rows, source, _vlm_labels(reader, source))
     frame = pd.DataFrame(rows).reindex(
         columns=["episode_id", "trajectory_id", "t", "subtask_idx", "kind", "behaviour", "sparse_reward"]
