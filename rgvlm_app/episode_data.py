@@ -106,7 +106,8 @@ class EpisodeView:
 
 
 _STEPS_SQL = (
-    "SELECT t, action, frame, sparse_reward, subtask_idx, valid, progress FROM steps "
+    "SELECT t, action, frame, sparse_reward, subtask_idx, valid, progress, "
+    "CASE WHEN frame IS NULL THEN state END AS state FROM steps "  # a replayed state stands in for no frame
     "WHERE trajectory_id = ? ORDER BY t"
 )
 

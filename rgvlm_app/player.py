@@ -1,7 +1,9 @@
 """Playing an episode on the Episodes page: its header, subtasks, frame, controls and step facts.
 
 The frame of step t is the observation *before* action t: steps 0..t-1 have been taken. A subtask
-is therefore done at step t only when it was completed and its last step is before t.
+is therefore done at step t only when it was completed and its last step is before t. Where a step has
+no frame but a replayed ALFRED state (ALFRED's JSON has no images; `rgvlm import --replay`), the player
+shows a frame rendered from that state, captioned as such (`rgvlm_core.alfred.render`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import streamlit as st
 from rgvlm_app.episode_data import EpisodeView
 from rgvlm_app.episode_state import K, seed_widget, set_step
 from rgvlm_app.text import md_code, md_escape
+from rgvlm_core.alfred.render import RENDERED_NOTE, frame_caption, is_rendered_state, state_png
+from rgvlm_core.errors import RGVLMError
 
 PLAY_INTERVAL_S = 0.8
 # How a subtask stands at the current step: marker and words.
@@ -113,9 +117,11 @@ def player(ep: EpisodeView) -> int:
     """The current step's frame and controls: Previous/Next (← →), a slider, Play/Stop. Returns the step."""
     _advance_if_playing(ep)
     step = _clamp(ep)
-    path = ep.steps[step]["frame_path"]
-    if path:
-        st.image(path, width=300, caption=f"Observation before step {step}")
+    row = ep.steps[step]
+    if row["frame_path"]:
+        st.image(row["frame_path"], width=300, caption=f"Observation before step {step}")
+    elif is_rendered_state(row.get("state")):
+        _rendered_frame(row["state"], step, row["action"])
     else:
         st.info("No frame in this dataset (imported without raw_images).")
     prev_col, next_col, play_col = st.columns(3)
@@ -144,6 +150,25 @@ def player(ep: EpisodeView) -> int:
         seed_widget(K.SLIDER, step)
         st.slider("Step", 0, ep.n_steps - 1, key=K.SLIDER, on_change=_slid, label_visibility="collapsed")
     return step
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _rendered_png(state: str, caption: str) -> bytes:
+    return state_png(state, caption)
+
+
+def _rendered_frame(state: str, step: int, action: str) -> None:
+    """The frame rendered from a step's replayed state, captioned so that nobody takes it for a camera."""
+    try:
+        png = _rendered_png(state, frame_caption(step, action))
+    except RGVLMError as exc:  # the trajectory file or the layouts moved since the import
+        st.warning(
+            f"No frame: this step's replayed state cannot be drawn: {md_escape(str(exc))}",
+            icon=":material/hide_image:",
+        )
+        return
+    caption = f"Observation before step {step}, {RENDERED_NOTE}"
+    st.image(png, width=300, caption=caption, output_format="PNG")  # as drawn: "auto" would send a JPEG
 
 
 def _play_button(col: Any, at_end: bool) -> None:

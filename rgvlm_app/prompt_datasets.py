@@ -1,8 +1,9 @@
 """Which datasets the Prompts page previews and relabels, and which of their episodes have frames.
 
 A workspace can hold simulator episodes (with frames) beside real ALFRED episodes imported without
-raw_images; an LVLM cannot score the latter. The preview and the relabel form let the user pick the
-datasets whenever there is more than one, and always say what is selected and what lacks frames.
+raw_images; an LVLM cannot score the latter, unless they were imported with replayed states (`rgvlm
+import --replay`), from which it is shown rendered frames. The preview and the relabel form let the user
+pick the datasets whenever there is more than one, and always say what is selected and what lacks frames.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class DatasetScope:
 
     dataset: str
     episodes: int
-    without_frames: int
+    without_frames: int  # neither frame files nor replayed states
+    rendered: int = 0  # no frame files, but replayed states: frames are rendered from them
 
     def describe(self) -> str:
         """E.g. "alfred (ALFRED): 6 episodes, none with frames", as Markdown (for captions)."""
@@ -42,6 +44,9 @@ class DatasetScope:
             frames = ", none with frames"
         else:
             frames = f", {self.without_frames:,} without frames"
+        if self.rendered:
+            which = "all" if self.rendered == self.episodes else f"{self.rendered:,}"
+            frames += f", {which} with frames rendered from replayed states"
         return f"{dataset_label(self.dataset, md_escape)}: {self.episodes:,} episode{plural}{frames}"
 
 
@@ -64,12 +69,17 @@ def _scopes(
     where, params = episode_where(replace(_flt, include_task_only=False, limit=None))
     limit = f"LIMIT {int(_flt.limit)}" if _flt.limit else ""
     rows = _reader.rows(
-        "SELECT e.dataset, count(*) AS episodes, count(*) FILTER (WHERE NOT t.has_frames) AS without_frames "
+        "SELECT e.dataset, count(*) AS episodes, "
+        "count(*) FILTER (WHERE NOT t.has_frames AND t.final_state IS NULL) AS without_frames, "
+        "count(*) FILTER (WHERE NOT t.has_frames AND t.final_state IS NOT NULL) AS rendered "
         f"FROM (SELECT * FROM episodes {where} ORDER BY episode_id {limit}) e "
         "JOIN trajectories t USING (trajectory_id) WHERE e.n_steps > 0 GROUP BY 1 ORDER BY 1",
         params,
     )
-    return [DatasetScope(r["dataset"], int(r["episodes"]), int(r["without_frames"])) for r in rows]
+    return [
+        DatasetScope(r["dataset"], int(r["episodes"]), int(r["without_frames"]), int(r["rendered"]))
+        for r in rows
+    ]
 
 
 def dataset_scopes(reader: StoreReader, flt: EpisodeFilter = EpisodeFilter()) -> list[DatasetScope]:

@@ -14,12 +14,13 @@ from PIL import Image
 from rgvlm_app import prompt_datasets as pd_
 from rgvlm_app import prompt_widgets as pw
 from rgvlm_app.text import md_escape
+from rgvlm_core.alfred.render import RENDERED_NOTE
 from rgvlm_core.catalog import EpisodeFilter, get_episode, list_episodes
 from rgvlm_core.labeling.backends.base import ChatRequest, ImagePart, TextPart
 from rgvlm_core.labeling.messages import (
     QueryConfig,
     choose_frames,
-    encode_frame,
+    encode_choice,
     stage1_request,
     stage2_request,
 )
@@ -123,8 +124,14 @@ def messages_preview(
     frames = choose_frames(segment, config.max_frames)
     if not frames:
         no_frames_warning(reader, segment.episode_id)
+    elif segment.rendered_frames:
+        st.info(
+            f"No camera frames: the frames below are schematics {RENDERED_NOTE}, and the messages tell "
+            "the model so.",
+            icon=":material/draw:",
+        )
     try:
-        images = [(c, encode_frame(c.path, config.max_side, config.jpeg_quality)) for c in frames]
+        images = [(c, encode_choice(c, config.max_side, config.jpeg_quality)) for c in frames]
     except (OSError, Image.DecompressionBombError) as exc:
         pw.show_error(f"A frame of this episode cannot be read: {exc}")
         return

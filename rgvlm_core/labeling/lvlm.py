@@ -22,7 +22,7 @@ from rgvlm_core.labeling.backends.base import Backend, BackendConfig, BackendErr
 from rgvlm_core.labeling.messages import (
     QueryConfig,
     choose_frames,
-    encode_frame,
+    encode_choice,
     repair_request,
     stage1_request,
     stage2_request,
@@ -79,6 +79,7 @@ class LvlmLabeller:
 
     name = "lvlm"
     cacheable = True
+    renders_frames = True  # an episode without frame files but with replayed states is shown rendered ones
 
     def __init__(
         self,
@@ -106,10 +107,13 @@ class LvlmLabeller:
     async def label(self, segment: Segment) -> SegmentLabel:
         choices = choose_frames(segment, self.query.max_frames)
         if not choices:
-            return SegmentLabel.failed("no frames: this dataset has no raw_images, which stage one needs")
+            return SegmentLabel.failed(
+                "no frames: this dataset has no raw_images, which stage one needs, and no replayed states "
+                "to render frames from (rgvlm import --replay)"
+            )
         try:
             images = await asyncio.to_thread(
-                lambda: [encode_frame(c.path, self.query.max_side, self.query.jpeg_quality) for c in choices]
+                lambda: [encode_choice(c, self.query.max_side, self.query.jpeg_quality) for c in choices]
             )
         except OSError as exc:
             return SegmentLabel.failed(f"cannot read a frame: {exc}")

@@ -27,6 +27,11 @@ keyed form costs three object properties per step, far below OpenAI's limit of 5
 When the prompt version asks the progress question (`ask_progress`), each step's entry also holds
 `"progress"`, an integer 0..10 bounded like the score and required like it (four properties per
 step); the parser then requires it too, so the two still admit exactly the same answers.
+
+Where an episode has no frame files but its steps carry replayed ALFRED states (ALFRED's JSON has no
+images; `rgvlm import --replay`), the frames sent are rendered from those states (`alfred.render`):
+stage one then says so before the frames (`RENDERED_FRAMES_NOTE`), and each frame's label ends with
+`RENDERED_TAG`, whatever the prompt version, so a model is never led to take a drawing for a camera.
 """
 
 from __future__ import annotations
@@ -41,16 +46,31 @@ from rgvlm_core.labeling.prompts import PromptVersion, render
 from rgvlm_core.labeling.types import SCORE_MAX, SCORE_MIN, Segment
 
 END_OF_SEGMENT = "none (the scene after the segment's last action)"
+RENDERED_TAG = "(rendered schematic, not a camera image)"
+RENDERED_FRAMES_NOTE = (
+    "Note: this dataset has no camera images. Each frame below is a schematic top-down drawing rendered "
+    "from the replayed symbolic state of the household, not a photo: the floor (light squares), furniture "
+    "and appliances as labelled squares (hollow with a green edge when open, yellow when switched on), "
+    "objects as dots (chips name those moved, heated, cooled, cleaned or sliced), the robot as a dark disc "
+    "with an orange 90-degree view cone, instances within its reach outlined orange, and strips listing "
+    "what is within reach and what it holds. Judge the actions from these drawings."
+)
 PROGRESS_TOKENS_PER_STEP = 8  # what `"progress": 10, ` adds to a step's answer, with room to spare
 
 
 @dataclass(frozen=True)
 class FrameChoice:
-    """A frame to send: which step it shows (before `action`), and its file."""
+    """A frame to send: which step it shows (before `action`), and its file, or the replayed state it is
+    rendered from where the step has no file."""
 
     t: int
     action: str
-    path: str
+    path: str | None
+    state: str | None = None
+
+    @property
+    def rendered(self) -> bool:
+        return self.path is None and self.state is not None
 
 
 @dataclass(frozen=True)
@@ -65,16 +85,39 @@ class QueryConfig:
 
 
 def choose_frames(segment: Segment, max_frames: int) -> list[FrameChoice]:
-    """Up to `max_frames` frames: before each step, then after the last; evenly spaced, ends kept."""
-    frames = [FrameChoice(s.t, s.action, s.frame) for s in segment.steps if s.frame]
-    if segment.final_frame and segment.steps:
-        frames.append(FrameChoice(segment.steps[-1].t + 1, END_OF_SEGMENT, segment.final_frame))
+    """Up to `max_frames` frames: before each step, then after the last; evenly spaced, ends kept.
+    Frame files where the segment has them; else frames rendered from its replayed states, if any."""
+    # DEVIATION: imageless ALFRED episodes are labelled from rendered schematics, not ALFRED's camera frames
+    if segment.rendered_frames:
+        frames = [FrameChoice(s.t, s.action, None, s.state) for s in segment.steps if s.state]
+        if segment.final_state and segment.steps:
+            frames.append(FrameChoice(segment.steps[-1].t + 1, END_OF_SEGMENT, None, segment.final_state))
+    else:
+        frames = [FrameChoice(s.t, s.action, s.frame) for s in segment.steps if s.frame]
+        if segment.final_frame and segment.steps:
+            frames.append(FrameChoice(segment.steps[-1].t + 1, END_OF_SEGMENT, segment.final_frame))
     if len(frames) <= max_frames:
         return frames
     if max_frames == 1:
         return [frames[-1]]
     picks = sorted({round(i * (len(frames) - 1) / (max_frames - 1)) for i in range(max_frames)})
     return [frames[i] for i in picks]
+
+
+def encode_choice(choice: FrameChoice, max_side: int, quality: int = 90) -> ImagePart:
+    """A chosen frame as it is sent: its file (`encode_frame`), or a PNG rendered from its replayed state
+    (OSError naming the step when it cannot be rendered, as for a frame file that cannot be read)."""
+    if choice.path is not None:
+        return encode_frame(choice.path, max_side, quality)
+    from rgvlm_core.alfred.render import frame_caption, state_png
+    from rgvlm_core.errors import RGVLMError
+
+    action = None if choice.action == END_OF_SEGMENT else choice.action
+    try:
+        data = state_png(str(choice.state), frame_caption(choice.t, action), max_side)
+    except (RGVLMError, ValueError, KeyError, TypeError) as exc:
+        raise OSError(f"step {choice.t}: cannot render its replayed state: {exc}") from None
+    return ImagePart(data, "image/png")
 
 
 def encode_frame(path: str, max_side: int, quality: int = 90) -> ImagePart:
@@ -123,13 +166,15 @@ def stage1_request(
     """Stage one: the frames, each after its label, then the analysis question."""
     values = variables(segment, len(frames), ask_progress=prompt.ask_progress)
     parts: list[TextPart | ImagePart] = [TextPart(render(prompt.stage1_user, values, name="stage1_user"))]
+    if any(choice.rendered for choice, _ in frames):
+        parts.append(TextPart(RENDERED_FRAMES_NOTE))
     for index, (choice, image) in enumerate(frames):
         label = render(
             prompt.frame_label,
             {**values, "t": choice.t, "action": choice.action, "index": index},
             name="frame_label",
         )
-        parts += [TextPart(label), image]
+        parts += [TextPart(f"{label} {RENDERED_TAG}" if choice.rendered else label), image]
     messages = (
         Message.text("system", render(prompt.stage1_system, values, name="stage1_system")),
         Message("user", tuple(parts)),

@@ -6,8 +6,12 @@
   atomic commit), so a run killed at any instant loses at most the batch in flight, and a rerun
   finishes it without duplicates. One process at a time holds a run (a lock dies with its process).
 - Cache: keyed by the segment's content (goal, instruction, actions, and each frame's identity:
-  path, size and modification time), the prompt version, and the labeller's settings (backend,
-  model, parameters). A relabel that changes none of these makes no model call.
+  path, size and modification time; for a frame rendered from a replayed ALFRED state, the renderer's
+  name and the state's digest), the prompt version, and the labeller's settings (backend, model,
+  parameters). A relabel that changes none of these makes no model call.
+- Provenance: where a labeller that reads frames (the LVLM labeller) meets episodes without frame
+  files whose steps carry replayed ALFRED states, it is shown frames rendered from those states; the
+  run's settings then record it under "frames" (renderer and why), a key a rerun does not compare.
 - Progress: `label_run` is a generator yielding after every segment, for a progress bar or a job.
 - The progress question: each label row holds the step's progress answer (0..10) when the labeller
   asked and got a usable one, else NULL; an ok segment whose progress answers are missing says why
@@ -37,6 +41,7 @@ from rgvlm_core.workspace import Workspace
 from rgvlm_core.workspace.schema import ANALYSES, LABEL_CACHE, LABEL_RUNS, LABELS
 
 CACHED_PROGRESS_EVERY = 256
+FRAMES_KEY = "frames"  # the settings' record of frames rendered from replayed states (`frames_of`)
 
 
 @dataclass(frozen=True)
@@ -91,9 +96,34 @@ def label_run(
         loop.close()
 
 
-def settings_of(labeller: Labeller, config: RunConfig) -> dict[str, Any]:
-    """Everything that determines a run's labels (and nothing secret)."""
-    return {"labeller": labeller.describe(), "unit": config.unit}
+def settings_of(
+    labeller: Labeller, config: RunConfig, frames: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Everything that determines a run's labels (and nothing secret); `frames` (see `frames_of`)."""
+    out: dict[str, Any] = {"labeller": labeller.describe(), "unit": config.unit}
+    if frames:
+        out[FRAMES_KEY] = frames
+    return out
+
+
+def frames_of(labeller: Labeller, segments: list[Segment]) -> dict[str, Any] | None:
+    """How frames were made, where the labeller is shown frames rendered from replayed states (None where
+    it is not: its frames are the dataset's files, or it reads none)."""
+    if not getattr(labeller, "renders_frames", False):
+        return None
+    rendered = sum(s.rendered_frames for s in segments)
+    if not rendered:
+        return None
+    from rgvlm_core.alfred.render import RENDERED_NOTE, RENDERER
+
+    return {"rendered": True, "renderer": RENDERER, "why": RENDERED_NOTE, "segments_at_start": rendered}
+
+
+def _comparable(settings: str) -> dict[str, Any]:
+    """A run's settings without how its frames were made: that depends on the data a rerun finds."""
+    doc = json.loads(settings)
+    doc.pop(FRAMES_KEY, None)
+    return doc
 
 
 async def _run(
@@ -102,9 +132,9 @@ async def _run(
     with workspace.lock(f"label-run-{_slug(config.name)}", timeout_s=0.5):
         reader = workspace.reader()
         try:
-            _register(workspace, reader, labeller, config, prompt_id)
             truth = bool(getattr(labeller, "reads_plan_progress", False))
             segments = load_segments(reader, config.filters, config.unit, truth=truth)
+            _register(workspace, reader, labeller, config, prompt_id, frames_of(labeller, segments))
             stored = {
                 (r["episode_id"], r["segment_id"])
                 for r in reader.rows(
@@ -172,7 +202,11 @@ async def _label_all(
 
 def cache_key(settings: str, segment: Segment) -> str:
     """A digest of everything that determines a segment's label; `settings` is the labeller's, as JSON."""
-    frames = [s.frame for s in segment.steps] + [segment.final_frame]
+    if segment.rendered_frames:  # a rendered frame is named by its picture's maker and its state
+        states = [s.state for s in segment.steps] + [segment.final_state]
+        frames: list[Any] = [_rendered_identity(x) for x in states]
+    else:
+        frames = [_frame_identity(f) for f in [s.frame for s in segment.steps] + [segment.final_frame]]
     doc = {
         "labeller": settings,
         "unit": segment.unit,
@@ -180,7 +214,7 @@ def cache_key(settings: str, segment: Segment) -> str:
         "instruction": segment.instruction,
         "kind": segment.kind,
         "steps": [[s.t, s.action] for s in segment.steps],
-        "frames": [_frame_identity(f) for f in frames],
+        "frames": frames,
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -194,6 +228,14 @@ def _frame_identity(path: str | None) -> list[Any] | None:
     except OSError:
         return [path, None]
     return [path, st.st_size, st.st_mtime_ns]
+
+
+def _rendered_identity(state: str | None) -> list[Any] | None:
+    if state is None:
+        return None
+    from rgvlm_core.alfred.render import RENDERER
+
+    return ["rendered", RENDERER, hashlib.sha256(state.encode()).hexdigest()]
 
 
 def _cacheable(labeller: Labeller, config: RunConfig) -> bool:
@@ -222,14 +264,20 @@ def _label_from_json(text: str) -> SegmentLabel:
 
 
 def _register(
-    workspace: Workspace, reader: Any, labeller: Labeller, config: RunConfig, prompt_id: str | None
+    workspace: Workspace,
+    reader: Any,
+    labeller: Labeller,
+    config: RunConfig,
+    prompt_id: str | None,
+    frames: dict[str, Any] | None = None,
 ) -> None:
     """Record the run (first time) or check that a rerun uses the same settings."""
-    settings = json.dumps(settings_of(labeller, config), sort_keys=True, default=str)
+    settings = json.dumps(settings_of(labeller, config, frames), sort_keys=True, default=str)
     filters = json.dumps(asdict(config.filters), sort_keys=True, default=str)
     existing = reader.rows("SELECT settings, filters FROM label_runs WHERE run_id = ?", [config.name])
     if existing:
-        if existing[0]["settings"] != settings or existing[0]["filters"] != filters:
+        same = _comparable(existing[0]["settings"]) == _comparable(settings)
+        if not same or existing[0]["filters"] != filters:
             raise RGVLMError(
                 f"run {config.name!r} exists with other settings or episode filters; rerun it unchanged to "
                 "resume, or choose another --name"

@@ -39,7 +39,7 @@ def load_segments(
     where, params = episode_where(replace(flt, include_task_only=False, limit=None))
     limit = f"LIMIT {int(flt.limit)}" if flt.limit else ""
     episodes = reader.rows(
-        f"SELECT e.episode_id, e.trajectory_id, e.dataset, e.goal, t.source_dir "
+        f"SELECT e.episode_id, e.trajectory_id, e.dataset, e.goal, t.source_dir, t.final_state "
         f"FROM (SELECT * FROM episodes {where}) e JOIN trajectories t USING (trajectory_id) "
         f"ORDER BY e.episode_id {limit}",
         params,
@@ -50,7 +50,8 @@ def load_segments(
     trajectories = sorted({e["trajectory_id"] for e in episodes})
     steps_by_traj: dict[str, list[dict[str, Any]]] = {}
     for row in reader.query(
-        "SELECT trajectory_id, t, action, frame, sparse_reward, valid, progress FROM steps "
+        "SELECT trajectory_id, t, action, frame, sparse_reward, valid, progress, "
+        "CASE WHEN frame IS NULL THEN state END AS state FROM steps "  # a state stands in for no frame
         "WHERE trajectory_id IN (SELECT unnest(?)) ORDER BY trajectory_id, t",
         [trajectories],
     ).to_pylist():
@@ -75,6 +76,7 @@ def load_segments(
         done = fractions[ep["trajectory_id"]]
         steps = [_step(r, ep["source_dir"], done.get(r["t"])) for r in rows]
         end_frame = _final_frame(ep["source_dir"], len(steps))
+        end_state = _rendered(ep["final_state"]) if end_frame is None else None
         if unit == "episode":
             out.append(
                 Segment(
@@ -87,12 +89,14 @@ def load_segments(
                     None,
                     tuple(steps),
                     end_frame,
+                    end_state,
                 )
             )
             continue
         for sub in subs:
             first, last = sub["first_step"], sub["last_step"]
             after = steps[last + 1].frame if last + 1 < len(steps) else end_frame
+            after_state = steps[last + 1].state if last + 1 < len(steps) else end_state
             out.append(
                 Segment(
                     ep["episode_id"],
@@ -104,6 +108,7 @@ def load_segments(
                     sub["kind"],
                     tuple(steps[first : last + 1]),
                     after,
+                    after_state,
                 )
             )
     return out
@@ -112,8 +117,22 @@ def load_segments(
 def _step(row: dict[str, Any], source_dir: str, plan_progress: float | None) -> SegmentStep:
     frame = os.path.join(source_dir, row["frame"]) if row["frame"] else None
     return SegmentStep(
-        row["t"], row["action"], frame, row["sparse_reward"], row["valid"], row["progress"], plan_progress
+        row["t"],
+        row["action"],
+        frame,
+        row["sparse_reward"],
+        row["valid"],
+        row["progress"],
+        plan_progress,
+        _rendered(row["state"]) if frame is None else None,
     )
+
+
+def _rendered(state: str | None) -> str | None:
+    """`state` when it is a replayed ALFRED state, from which a frame can be rendered; else None."""
+    from rgvlm_core.alfred.render import is_rendered_state
+
+    return state if is_rendered_state(state) else None
 
 
 def plan_progress(dataset: str, source_dir: str, subtasks: list[dict[str, Any]]) -> dict[int, float]:

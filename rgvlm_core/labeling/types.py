@@ -31,6 +31,9 @@ class SegmentStep:
     # ground truth of the progress question: the fraction of the expert's plan for the step's subtask
     # done after the step (simulator), or its position in the subtask (ALFRED); None when unknown
     plan_progress: float | None = None
+    # the replayed ALFRED state before the action (alfred.level_state JSON), kept only where the step has
+    # no frame: labellers that read frames are then shown one rendered from it (alfred.render)
+    state: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,16 @@ class Segment:
     kind: str | None  # subtask kind (Pickup, Put, ...) when unit is subtask
     steps: tuple[SegmentStep, ...]
     final_frame: str | None = None  # the observation after the last step, when the dataset has it
+    final_state: str | None = None  # the replayed state after the last step, where there is no final frame
 
     @property
     def segment_id(self) -> str:
         return f"{self.unit}{self.index}"
+
+    @property
+    def rendered_frames(self) -> bool:
+        """Whether its frames are rendered from replayed states: no step has a frame file, some a state."""
+        return not any(s.frame for s in self.steps) and any(s.state for s in self.steps)
 
 
 @dataclass(frozen=True)
