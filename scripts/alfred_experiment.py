@@ -100,6 +100,7 @@ def write(ws: Path, docs: Path, timing: dict[str, float]) -> None:
         + "; ".join(f"{cond} {n}: {k}" for (cond, n), k in tasks.items()) + ".", "",
         "Time taken: " + "; ".join(f"{k} {v / 60:.1f} min" for k, v in timing.items()), "",
     ]  # fmt: skip
+    lines += _baselines(info["alfred_root"])
     lines += _length_tables(c, order, "annotators'", SPLITS)
     lines += _paired_table(c, "annotators'", SPLITS) + _success_table(c, order, SPLITS)
     docs.mkdir(parents=True, exist_ok=True)
@@ -109,6 +110,26 @@ def write(ws: Path, docs: Path, timing: dict[str, float]) -> None:
     pd.DataFrame(c.seeds).to_csv(docs / "results.csv", index=False)
     (docs / "timing.json").write_text(json.dumps(timing, indent=1))
     _figure(c, docs / "completion.png")
+
+
+def _baselines(root: str) -> list[str]:
+    """ALFRED's recorded actions (the expert) and a uniformly random valid action, on the same tasks with the
+    same budget (rgvlm_core.sim.evaluate, as `rgvlm sim evaluate --eval-tasks` runs them)."""
+    from rgvlm_core.rl.config import LOW_SUBTASK_BUDGET
+    from rgvlm_core.sim.evaluate import EvalConfig, evaluate, summarize
+
+    lengths = " | ".join(f"{n} subtask{'s' if n > 1 else ''}" for n in range(1, 7))
+    out = ["**Reference policies on the same tasks** (proportion of subtasks completed; not trained)", "",
+           f"| policy | split | {lengths} |", "| --- " * 8 + "|"]  # fmt: skip
+    for policy in ("expert", "random"):
+        for split in SPLITS:
+            config = EvalConfig(episodes_per_length=50, condition=split, level="alfred", alfred_root=root,
+                                subtask_budget=LOW_SUBTASK_BUDGET)  # fmt: skip
+            rows = summarize(evaluate(policy, config))
+            cells = [f"{r['mean_completed']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]" for r in rows]
+            name = "ALFRED's recorded actions" if policy == "expert" else "random valid action"
+            out.append(f"| {name} | {split} | " + " | ".join(cells) + " |")
+    return [*out, ""]
 
 
 def _figure(c: object, out: Path) -> None:
