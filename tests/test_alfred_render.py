@@ -23,7 +23,8 @@ from PIL import Image
 
 from rgvlm_core.alfred import render, render_map
 from rgvlm_core.alfred.level_state import replay_states, world_doc
-from rgvlm_core.alfred.replay import World, replay
+from rgvlm_core.alfred.replay import replay
+from rgvlm_core.alfred.world import World
 from rgvlm_core.errors import RGVLMError
 from rgvlm_core.sim.low.floorplan import GRID
 from rgvlm_core.sim.low.render import FRONT_H, HOLD_H, MAP_H

@@ -12,9 +12,9 @@ import pytest
 
 from rgvlm_core.alfred import level
 from rgvlm_core.alfred.env import AlfredTaskEnv
-from rgvlm_core.alfred.replay import World, new_world, step
 from rgvlm_core.alfred.replay_scene import thor_id
 from rgvlm_core.alfred.tasks import AlfredSubtask, load_tasks, parse_eval_tasks, reached
+from rgvlm_core.alfred.world import World, new_world, step
 from rgvlm_core.errors import UsageError
 from rgvlm_core.sim.evaluate import EvalConfig, evaluate, summarize
 from tests.cli_support import rgvlm

@@ -20,8 +20,8 @@ from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
 from rgvlm_core.alfred.level import ACTION_TOKENS, ACTIONS, CAP, STATE_DIM, act, encode, valid_mask
-from rgvlm_core.alfred.replay import World
 from rgvlm_core.alfred.tasks import AlfredTask, Event, data_root, load_tasks, reached, start_world
+from rgvlm_core.alfred.world import World
 from rgvlm_core.sim.env import INSTRUCTION_CHARSET, INSTRUCTION_MAX_LENGTH
 
 RESET_OPTIONS = frozenset({"n_subtasks", "episode", "condition"})

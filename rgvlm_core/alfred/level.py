@@ -27,7 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rgvlm_core.alfred.replay import (
+from rgvlm_core.alfred.replay_scene import ReplayScene, class_of
+from rgvlm_core.alfred.thor_facts import ACTION_OBJECTS, OPENABLE, RECEPTACLE_OBJECTS, TOGGLEABLE
+from rgvlm_core.alfred.world import (
     HALF_SIZE,
     HALF_VIEW,
     HORIZON_LIMITS,
@@ -37,8 +39,6 @@ from rgvlm_core.alfred.replay import (
     World,
     step,
 )
-from rgvlm_core.alfred.replay_scene import ReplayScene, class_of
-from rgvlm_core.alfred.thor_facts import ACTION_OBJECTS, OPENABLE, RECEPTACLE_OBJECTS, TOGGLEABLE
 from rgvlm_core.episodes import ALFRED_NAVIGATION
 from rgvlm_core.sim.low.floorplan import GRID, HEADINGS, HORIZONS, STEP
 

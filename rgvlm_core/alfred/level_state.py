@@ -15,8 +15,9 @@ from typing import Any
 
 import orjson
 
-from rgvlm_core.alfred.replay import INTERACTIONS, World, new_world, replay, resolve
+from rgvlm_core.alfred.replay import replay
 from rgvlm_core.alfred.replay_scene import ReplayScene, scene_of
+from rgvlm_core.alfred.world import INTERACTIONS, World, new_world, resolve
 from rgvlm_core.errors import RGVLMError
 
 KEY = "alfred"

@@ -43,8 +43,8 @@ from PIL import Image
 from rgvlm_core.alfred import level
 from rgvlm_core.alfred.level_state import is_alfred, world_from_doc
 from rgvlm_core.alfred.render_map import MAP_TOP, Look, banner, chip_spec, plan_of, whole_of
-from rgvlm_core.alfred.replay import World
 from rgvlm_core.alfred.thor_facts import OPENABLE, TOGGLEABLE
+from rgvlm_core.alfred.world import World
 from rgvlm_core.sim.catalog import words
 from rgvlm_core.sim.low.render import (
     DIM_TEXT,

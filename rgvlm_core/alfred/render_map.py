@@ -15,9 +15,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from rgvlm_core.alfred.replay import HALF_SIZE, World
 from rgvlm_core.alfred.replay_scene import ReplayScene, Thing, class_of
 from rgvlm_core.alfred.thor_facts import OPENABLE, TOGGLEABLE
+from rgvlm_core.alfred.world import HALF_SIZE, World
 from rgvlm_core.sim.catalog import words
 from rgvlm_core.sim.low.floorplan import GRID, room_of
 from rgvlm_core.sim.low.render import (

@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from rgvlm_core.alfred.level import ACTION_INDEX, PICKUPABLE, token_of
-from rgvlm_core.alfred.replay import CHANGES, World, new_world, replay, step
+from rgvlm_core.alfred.replay import replay
 from rgvlm_core.alfred.replay_scene import class_of
 from rgvlm_core.alfred.splits import find_alfred_root
+from rgvlm_core.alfred.world import CHANGES, World, new_world, step
 from rgvlm_core.errors import UsageError
 from rgvlm_core.sim.tasks import MAX_SUBTASKS
 

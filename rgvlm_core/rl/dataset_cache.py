@@ -77,6 +77,7 @@ _CODE_MODULES: tuple[str, ...] = (
     "rgvlm_core.alfred.level",  # the ALFRED level: replayed households, their vector, mask and rules
     "rgvlm_core.alfred.level_state",
     "rgvlm_core.alfred.replay",
+    "rgvlm_core.alfred.world",
     "rgvlm_core.alfred.replay_scene",
     "rgvlm_core.alfred.thor_facts",
 )
