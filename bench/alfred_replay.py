@@ -8,7 +8,8 @@ Figures (printed):
     swapped for another object of the scene at least 3 m away), the share the replay refuses. A replay
     that accepts everything would score 100% fidelity and 0% here;
   - trajectories replayed per second, quiet and beside a CPU-bound process (`--busy`), and the time for
-    ALFRED train's size (6,574 trajectories) by extrapolation from the rate.
+    ALFRED train's size (6,574 trajectories) by extrapolation from the rate;
+  - the ALFRED task env's steps per second (ALFRED's recorded actions on every valid_seen task).
 
 usage: python bench/alfred_replay.py [--busy] [--repeat 5]
 """
@@ -141,6 +142,32 @@ def main() -> None:
         f"replay speed ({label}): {rate:,.0f} trajectories/s; ALFRED train ({TRAIN_SIZE:,}): "
         f"{TRAIN_SIZE / rate:.1f} s (parsed JSON in memory; reading the files is extra)"
     )
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    try:
+        steps, seconds = _env_rate()
+    finally:
+        if busy is not None:
+            busy.kill()
+    print(
+        f"ALFRED task env ({label}): {steps / seconds:,.0f} steps/s, ALFRED's recorded actions on every "
+        f"valid_seen task of 1-6 subtasks ({steps:,} steps; state vector and mask at every step)"
+    )
+
+
+def _env_rate() -> tuple[int, float]:
+    from rgvlm_core.alfred.env import AlfredTaskEnv
+
+    env = AlfredTaskEnv("valid_seen", root=SHARED / "json_2.1.0")
+    steps, start = 0, time.perf_counter()
+    for n, tasks in env.tasks.items():
+        for e in range(len(tasks)):
+            env.reset(options={"n_subtasks": n, "episode": e})
+            for a in env.task.expert:
+                _, _, terminated, truncated, _ = env.step(a)
+                steps += 1
+                if terminated or truncated:
+                    break
+    return steps, time.perf_counter() - start
 
 
 if __name__ == "__main__":
