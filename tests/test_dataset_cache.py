@@ -62,12 +62,10 @@ def sim_observations_per_row(rows: list[dict[str, Any]]) -> _Observed:
 
 def step_rows(ws: Workspace) -> list[dict[str, Any]]:
     """The step rows build_dataset reads for the simulator episodes."""
-    from rgvlm_core.catalog import episode_where
-
-    where, params = episode_where(EpisodeFilter(datasets=("sim",), include_task_only=False))
+    where, params, traj_where = dataset_module._selection(EpisodeFilter(), "sim")
     reader = ws.reader()
     try:
-        return reader.rows(dataset_module._STEP_SQL.format(where=where), params)
+        return reader.rows(dataset_module._STEP_SQL.format(where=where, traj_where=traj_where), params)
     finally:
         reader.close()
 
