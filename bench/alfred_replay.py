@@ -19,77 +19,19 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "alfred"
 sys.path.insert(0, str(ROOT))
 
 from rgvlm_core.alfred.replay import replay, summarize, trajectory_files
-from rgvlm_core.alfred.replay_scene import class_of, scene_of
+from tests.alfred_mutations import MUTATIONS
 
 TRAIN_SIZE = 6574
-
-
-def _drop_goto_turn(traj: dict[str, Any]) -> bool:
-    gotos = {
-        s["high_idx"] for s in traj["plan"]["high_pddl"] if s["discrete_action"]["action"] == "GotoLocation"
-    }
-    low = traj["plan"]["low_actions"]
-    for i in range(len(low) - 1, -1, -1):
-        if low[i]["high_idx"] in gotos and low[i]["api_action"]["action"] in (
-            "RotateLeft",
-            "RotateRight",
-            "LookUp",
-        ):
-            del low[i]
-            return True
-    return False
-
-
-def _drop_open(traj: dict[str, Any]) -> bool:
-    low = traj["plan"]["low_actions"]
-    for i, a in enumerate(low):
-        if a["api_action"]["action"] == "OpenObject" and class_of(a["api_action"]["objectId"]) != "Laptop":
-            del low[i]
-            return True
-    return False
-
-
-def _heat_unswitched(traj: dict[str, Any]) -> bool:
-    if traj["task_type"] != "pick_heat_then_place_in_recep":
-        return False
-    low = traj["plan"]["low_actions"]
-    low[:] = [a for a in low if not a["api_action"]["action"].startswith("ToggleObject")]
-    return True
-
-
-def _far_pickup(traj: dict[str, Any]) -> bool:
-    scene = scene_of(traj, SHARED / "layouts")
-    for a in traj["plan"]["low_actions"]:
-        api = a["api_action"]
-        if api["action"] == "PickupObject" and api["objectId"] in scene.things:
-            here = scene.things[api["objectId"]].position
-            for t in scene.things.values():
-                if t.movable and math.hypot(t.position[0] - here[0], t.position[2] - here[2]) >= 3.0:
-                    api["objectId"] = t.object_id
-                    return True
-            return False
-    return False
-
-
-MUTATIONS: dict[str, Callable[[dict[str, Any]], bool]] = {
-    "last turn/look of a GotoLocation dropped": _drop_goto_turn,
-    "first OpenObject dropped": _drop_open,
-    "heat task without switching the microwave": _heat_unswitched,
-    "first pickup of an object >= 3 m away": _far_pickup,
-}
 
 
 def main() -> None:

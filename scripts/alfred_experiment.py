@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "alfred"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fair_comparison import _length_tables, _paired_table, _success_table  # noqa: E402
+from fair_comparison import _length_tables, _paired_table, _success_table, write_png  # noqa: E402
 
 NAME = "alfred"
 METHODS = ("sparse", "bc", "sparse+reference")
@@ -133,26 +133,10 @@ def _baselines(root: str) -> list[str]:
 
 
 def _figure(c: object, out: Path) -> None:
-    import plotly.io as pio
-    from playwright.sync_api import sync_playwright
-
     from rgvlm_core.charts_compare import completion_figure
 
     fig = completion_figure(c.summary, c.seeds, conditions=SPLITS, colours=c.colours)  # type: ignore[attr-defined]
-    html = out.with_suffix(".html")
-    html.write_text(
-        pio.to_html(fig, include_plotlyjs=True, full_html=True, default_width=1100, default_height=480)
-    )
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync"])  # fmt: skip
-        page = browser.new_page(viewport={"width": 1120, "height": 500})
-        page.goto(html.resolve().as_uri())
-        page.wait_for_timeout(1500)
-        page.screenshot(path=str(out))
-        browser.close()
-    html.unlink()
+    write_png(fig, out, 1100, 480)
 
 
 def main() -> None:

@@ -328,12 +328,10 @@ def _curve_table(c: Any) -> list[str]:
 
 def figure(ws: Path, mix: str, out: Path) -> bool:
     """The paired-difference chart as a PNG, drawn by Chromium (False where Playwright is missing)."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        return False
-    import plotly.io as pio
+    import importlib.util
 
+    if importlib.util.find_spec("playwright") is None:
+        return False
     from rgvlm_core.charts_compare import paired_figure  # type: ignore[attr-defined]
     from rgvlm_core.report import build_comparison
     from rgvlm_core.rl.experiment import experiment_run_ids
@@ -345,21 +343,29 @@ def figure(ws: Path, mix: str, out: Path) -> bool:
         fig = paired_figure(c.paired, c.colours)
     finally:
         reader.close()
+    write_png(fig, out, 1000, 500)
+    return True
+
+
+def write_png(fig: Any, out: Path, width: int, height: int) -> None:
+    """A Plotly figure as a PNG, drawn by Debian's Chromium through Playwright (no Kaleido here)."""
+    import plotly.io as pio
+    from playwright.sync_api import sync_playwright
+
     html = out.with_suffix(".html")
     html.write_text(
-        pio.to_html(fig, include_plotlyjs=True, full_html=True, default_width=1000, default_height=500)
+        pio.to_html(fig, include_plotlyjs=True, full_html=True, default_width=width, default_height=height)
     )
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync"])  # fmt: skip
-        page = browser.new_page(viewport={"width": 1020, "height": 520})
+        page = browser.new_page(viewport={"width": width + 20, "height": height + 20})
         page.goto(html.resolve().as_uri())
         page.wait_for_timeout(1500)
         page.screenshot(path=str(out))
         browser.close()
     html.unlink()
-    return True
 
 
 def main() -> None:

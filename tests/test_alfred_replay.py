@@ -14,6 +14,7 @@ import pytest
 
 from rgvlm_core.alfred.replay import replay, replay_files, summarize, trajectory_files
 from rgvlm_core.alfred.replay_scene import class_of, parse_location, thor_id
+from tests.alfred_mutations import drop_first_open, drop_goto_turn, far_pickup, heat_unswitched
 from tests.cli_support import rgvlm
 
 FRIDGE = "Fridge|+00.00|+00.00|+01.50"
@@ -196,44 +197,14 @@ def test_real_trajectories_reach_their_subgoals_for_every_task_type(shared_alfre
         assert failure["file"] and failure["why"] and failure["action"]
 
 
-def _drop_navigation_before_last_goto(traj: dict[str, Any]) -> bool:
-    """Drop the last rotation or look of a GotoLocation subgoal: its end pose must then be missed."""
-    gotos = {
-        s["high_idx"] for s in traj["plan"]["high_pddl"] if s["discrete_action"]["action"] == "GotoLocation"
-    }
-    low = traj["plan"]["low_actions"]
-    for i in range(len(low) - 1, -1, -1):
-        if low[i]["high_idx"] in gotos and low[i]["api_action"]["action"] in (
-            "RotateLeft",
-            "RotateRight",
-            "LookUp",
-        ):
-            del low[i]
-            return True
-    return False
-
-
-def _drop_first_open(traj: dict[str, Any]) -> bool:
-    low = traj["plan"]["low_actions"]
-    for i, a in enumerate(low):
-        if a["api_action"]["action"] == "OpenObject" and class_of(a["api_action"]["objectId"]) != "Laptop":
-            del low[i]
-            return True
-    return False
-
-
-def _heat_without_switching(traj: dict[str, Any]) -> bool:
-    low = traj["plan"]["low_actions"]
-    before = len(low)
-    low[:] = [a for a in low if not a["api_action"]["action"].startswith("ToggleObject")]
-    return len(low) < before and traj["task_type"] == "pick_heat_then_place_in_recep"
-
-
 @pytest.mark.parametrize(
     ("mutate", "caught"),
-    [(_drop_navigation_before_last_goto, 0.95), (_drop_first_open, 0.95), (_heat_without_switching, 1.0)],
+    [(drop_goto_turn, 0.95), (drop_first_open, 0.95), (heat_unswitched, 1.0), (far_pickup, 1.0)],
 )
-def test_real_trajectories_with_one_thing_wrong_fail(shared_alfred: Path, mutate: Any, caught: float) -> None:
+def test_real_trajectories_with_one_thing_wrong_fail(
+    shared_alfred: Path, mutate: Any, caught: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RGVLM_ALFRED_LAYOUTS", str(shared_alfred / "layouts"))
     mutated = failed = 0
     for path in _real(shared_alfred):
         traj = json.loads(path.read_text())

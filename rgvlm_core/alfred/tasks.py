@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,13 +77,9 @@ class AlfredTask:
 def data_root(root: str | Path | None = None) -> Path:
     """ALFRED's data folder (holding train/, valid_seen/, ...): `root`, else $RGVLM_ALFRED_DATA, else
     ../shared/alfred/json_2.1.0 beside the working folder or the checkout."""
-    if root is not None:
-        return Path(root)
-    if os.environ.get(ALFRED_DATA_ENV):
-        return Path(os.environ[ALFRED_DATA_ENV])
-    candidates = [Path.cwd().parent / "shared" / "alfred" / "json_2.1.0"]
-    candidates.append(Path(__file__).resolve().parents[2].parent / "shared" / "alfred" / "json_2.1.0")
-    return next((p for p in candidates if p.is_dir()), candidates[0])
+    from rgvlm_core.sim.low.floorplan import shared_alfred
+
+    return shared_alfred("json_2.1.0", ALFRED_DATA_ENV, root)
 
 
 def parse_eval_tasks(text: str) -> tuple[str, ...]:

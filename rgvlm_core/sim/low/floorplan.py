@@ -131,16 +131,19 @@ class FloorPlan:
 def layouts_dir(root: str | Path | None = None) -> Path:
     """The ALFRED layouts folder: `root`, else $RGVLM_ALFRED_LAYOUTS, else ../shared/alfred/layouts
     beside the working folder or beside the project checkout."""
+    return shared_alfred("layouts", LAYOUTS_ENV, root)
+
+
+def shared_alfred(name: str, env: str, root: str | Path | None = None) -> Path:
+    """A folder of the shared ALFRED files: `root`, else $`env`, else ../shared/alfred/`name` beside the
+    working folder or beside the project checkout (the first that exists; the first when none does)."""
     if root is not None:
         return Path(root)
-    if os.environ.get(LAYOUTS_ENV):
-        return Path(os.environ[LAYOUTS_ENV])
-    candidates = [Path.cwd().parent / "shared" / "alfred" / "layouts"]
-    candidates.append(Path(__file__).resolve().parents[3].parent / "shared" / "alfred" / "layouts")
-    for path in candidates:
-        if path.is_dir():
-            return path
-    return candidates[0]
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    candidates = [Path.cwd().parent / "shared" / "alfred" / name]
+    candidates.append(Path(__file__).resolve().parents[3].parent / "shared" / "alfred" / name)
+    return next((p for p in candidates if p.is_dir()), candidates[0])
 
 
 def parse_floor_plans(text: str) -> tuple[int, ...]:
