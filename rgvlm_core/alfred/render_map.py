@@ -25,24 +25,22 @@ from rgvlm_core.sim.low.render import (
     LABEL_H,
     LABEL_SIZE,
     MAP_H,
-    TEXT,
     UNREACHABLE_FILL,
     Geometry,
     _frozen,
     _put,
     _word,
+    label_image,
 )
 from rgvlm_core.sim.render_layout import FRAME_SIZE, Rect
 from rgvlm_core.sim.render_style import (
     FLOOR,
     HEADER_TEXT,
     LAMP_ON,
-    OPEN_TAG,
     TAG_COLOUR,
     ChipSpec,
     draw_chip,
     family,
-    font,
     measure_chip,
     text_width,
 )
@@ -327,21 +325,8 @@ def _count_word(ids: list[str], which: frozenset[str], word: str) -> str:
 @functools.lru_cache(maxsize=512)
 def _label(cls: str, opened: str, on: str) -> np.ndarray:
     """A class label: its name in words on its family's colour (yellow when one is on), then states."""
-    name = words(cls)
-    runs = [r for r in (opened, on) if r]
-    width = text_width(name, LABEL_SIZE) + 6 + sum(text_width(r, LABEL_SIZE) + 4 for r in runs)
-    fill, ink, tag = family(family_of(cls)).header, HEADER_TEXT, OPEN_TAG
-    if on:
-        fill, ink, tag = LAMP_ON, TEXT, TEXT
-    image = Image.new("RGB", (width, LABEL_H), fill)
-    draw = ImageDraw.Draw(image)
-    draw.rectangle((0, 0, width - 1, LABEL_H - 1), outline=(255, 255, 255))
-    draw.text((3, 1), name, font=font(LABEL_SIZE), fill=ink)
-    x = 3 + text_width(name, LABEL_SIZE)
-    for run in runs:
-        draw.text((x + 4, 1), run, font=font(LABEL_SIZE), fill=tag)
-        x += 4 + text_width(run, LABEL_SIZE)
-    return _frozen(np.array(image))
+    runs = tuple(r for r in (opened, on) if r)
+    return label_image(words(cls), family(family_of(cls)).header, runs, bool(on))
 
 
 @functools.cache

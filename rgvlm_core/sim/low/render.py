@@ -311,18 +311,22 @@ def _state_words(cls: str, is_open: bool, is_on: bool) -> tuple[str, ...]:
 @functools.lru_cache(maxsize=256)
 def _label(cls: str, is_open: bool, is_on: bool) -> np.ndarray:
     """A receptacle's label: its class in words on its family's colour (yellow when on), "open"/"on"."""
-    name = words(cls)
-    extra = _state_words(cls, is_open, is_on)
-    width = text_width(name, LABEL_SIZE) + 6 + _runs_width(extra)
-    fill, ink, tag = family(cls).header, HEADER_TEXT, OPEN_TAG
-    if is_on:
+    return label_image(words(cls), family(cls).header, _state_words(cls, is_open, is_on), is_on)
+
+
+def label_image(name: str, header: tuple[int, int, int], runs: tuple[str, ...], on: bool) -> np.ndarray:
+    """A label chip: `name` on the `header` colour (yellow when switched on), then the state words `runs`
+    (the ALFRED renderer draws its classes' labels with it too)."""
+    width = text_width(name, LABEL_SIZE) + 6 + _runs_width(runs)
+    fill, ink, tag = header, HEADER_TEXT, OPEN_TAG
+    if on:
         fill, ink, tag = LAMP_ON, TEXT, TEXT
     image = Image.new("RGB", (width, LABEL_H), fill)
     draw = ImageDraw.Draw(image)
     draw.rectangle((0, 0, width - 1, LABEL_H - 1), outline=(255, 255, 255))
     draw.text((3, 1), name, font=font(LABEL_SIZE), fill=ink)
     x = 3 + text_width(name, LABEL_SIZE)
-    for run in extra:
+    for run in runs:
         draw.text((x + RUN_GAP, 1), run, font=font(LABEL_SIZE), fill=tag)
         x += RUN_GAP + text_width(run, LABEL_SIZE)
     return _frozen(np.array(image))
