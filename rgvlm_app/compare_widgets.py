@@ -256,11 +256,20 @@ def overview(c: Comparison) -> None:
     seeds = runs.groupby("method")["seed"].nunique()
     trained = c.episodes[c.episodes["run_id"] != compare.EXPERT]
     tasks = trained[["condition", "length", "episode", "episode_seed"]].drop_duplicates()
+    alfred = tasks["condition"].isin(compare.ALFRED_CONDITIONS)
+    if alfred.all():
+        expert = (
+            "; on ALFRED's own tasks no expert is replayed: `rgvlm sim evaluate --eval-tasks` measures "
+            "ALFRED's recorded actions"
+        )
+    elif alfred.any():
+        expert = "; the expert is replayed on the generated tasks, not on ALFRED's own"
+    else:
+        expert = " (the expert is replayed on the same tasks)"
     st.caption(
         f"{_count(len(runs), 'run')} · {_count(len(seeds), 'method')} · seeds per method: "
         + ", ".join(f"{md_escape(compare.method_label(m))} {n}" for m, n in seeds.items())
-        + f" · {len(trained):,} evaluated episodes on {len(tasks):,} distinct tasks "
-        "(the expert is replayed on the same tasks)"
+        + f" · {len(trained):,} evaluated episodes on {len(tasks):,} distinct tasks{expert}"
     )
 
 

@@ -93,3 +93,5 @@ def test_the_compare_page_shows_alfreds_splits_apart(ws: Workspace, monkeypatch:
     layout = json.loads(chart.proto.spec)["layout"]
     titles = [a["text"] for a in layout.get("annotations", [])]
     assert "ALFRED valid_seen tasks" in titles and "ALFRED valid_unseen tasks" in titles
+    captions = " ".join(c.value for c in at.caption)
+    assert "on ALFRED's own tasks no expert is replayed" in captions
