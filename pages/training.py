@@ -27,7 +27,7 @@ with st.container(border=True):
     st.subheader("New experiment")
     st.caption("Every method is trained with every seed, then evaluated in the simulator by task length.")
     sources = tw.reward_sources(reader)
-    form, problems = tw.training_form(sources)
+    form, problems = tw.training_form(sources, tw.data_splits(reader))
     tw.launch_buttons(workspace, form, problems, sources)
 
 st.subheader("Jobs")

@@ -12,7 +12,7 @@ import json
 import re
 import shlex
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -33,6 +33,7 @@ from rgvlm_core.workspace import StoreReader, Workspace
 METHODS = "training.methods"  # reward sources (methods) of the experiment
 NAME = "training.name"  # experiment name (prefilled, renewed after each launch)
 CONDITIONS = "training.conditions"  # evaluation conditions
+DATA_SPLITS = "training.data_splits"  # train on the episodes of these splits only (none chosen: every split)
 JOBS = "training.jobs"  # ids of the jobs started from this page in this session
 FLASH = "training.flash"  # what the last launch started, shown after the rerun (Markdown)
 LAUNCH_S = "training.launch_s"  # seconds start_job took on the last launch
@@ -40,7 +41,13 @@ METRIC = "training.metric"  # the training metric plotted
 CURVE_RUNS = "training.curve_runs"  # finished runs whose curves are plotted beside the jobs' runs
 RUN = "training.run"  # the run whose stored record is shown (also in the URL as `run`)
 _RENEW = "training.renew_name"
-DEFAULTS: dict[str, Any] = {CONDITIONS: list(compare.CONDITIONS), JOBS: [], FLASH: None, LAUNCH_S: None}
+DEFAULTS: dict[str, Any] = {
+    CONDITIONS: list(compare.CONDITIONS),
+    DATA_SPLITS: [],
+    JOBS: [],
+    FLASH: None,
+    LAUNCH_S: None,
+}
 
 HYPERPARAMETERS = ("expectile", "beta", "gamma", "lr", "hidden", "batch_size", "tau")
 STEPS = {"expectile": 0.05, "beta": 0.5, "gamma": 0.01, "lr": 1e-4, "tau": 0.001}
@@ -101,6 +108,10 @@ class TrainingForm:
     episodes_per_length: int
     conditions: tuple[str, ...]
     name: str
+    data_splits: tuple[str, ...] = ()  # empty: every split
+
+    def split_args(self) -> list[str]:
+        return [a for split in self.data_splits for a in ("--data-split", split)]
 
     def iql_args(self, **changes: float) -> list[str]:
         return [a for n, v in self.iql for a in ("--iql", f"{n}={_text(changes.get(n, v))}")]
@@ -112,7 +123,7 @@ class TrainingForm:
             "--steps", str(self.steps), "--lambda", _text(self.lam), "--vlm-reward", self.vlm_reward,
             "-k", str(self.episodes_per_length),
             "--conditions", ",".join(self.conditions), "--encoder", self.encoder,
-            "--log-every", str(self.log_every), "--name", self.name, *self.iql_args(),
+            "--log-every", str(self.log_every), "--name", self.name, *self.split_args(), *self.iql_args(),
         ]  # fmt: skip
 
     def train_args(self, method: str, seed: int, name: str) -> list[str]:
@@ -121,7 +132,7 @@ class TrainingForm:
         return [
             "train", "--reward", "sparse" if bc else method, "--seed", str(seed), "--steps", str(self.steps),
             "--lambda", _text(self.lam), "--vlm-reward", self.vlm_reward, "--encoder", self.encoder,
-            "--log-every", str(self.log_every), "--name", name,
+            "--log-every", str(self.log_every), "--name", name, *self.split_args(),
             *(self.iql_args(beta=0.0) if bc else self.iql_args()),
         ]  # fmt: skip
 
@@ -204,7 +215,13 @@ def _hyperparameters(steps: int, log_every: int, problems: dict[str, str]) -> di
     return values
 
 
-def training_form(sources: list[str]) -> tuple[TrainingForm, dict[str, str]]:
+def data_splits(reader: StoreReader) -> list[str]:
+    """The splits of the workspace's episodes that have steps (what training can read)."""
+    rows = reader.rows("SELECT DISTINCT split FROM episodes WHERE NOT task_only ORDER BY split")
+    return [str(r["split"]) for r in rows]
+
+
+def training_form(sources: list[str], splits: Sequence[str] = ()) -> tuple[TrainingForm, dict[str, str]]:
     """Draw the settings; returns them with the problems found (field -> message), each shown inline."""
     problems: dict[str, str] = {}
     methods = _methods(sources, problems)
@@ -228,9 +245,14 @@ def training_form(sources: list[str]) -> tuple[TrainingForm, dict[str, str]]:
     name = n.text_input("Experiment name", key=NAME, help="An existing experiment's name resumes it.").strip()
     rule = "letters, digits, '.', '_' or '-', starting with a letter or digit"
     _problem(n, "Experiment name", None if _NAME_RE.fullmatch(name) else rule, problems)
+    chosen = st.multiselect(
+        "Training data: splits", list(splits), key=DATA_SPLITS, placeholder="every split",
+        help="Train on the episodes of these splits only (none chosen: every split). On ALFRED data imported "
+        "with --replay, leave valid_seen and valid_unseen out: their tasks are where the runs are evaluated.",
+    )  # fmt: skip
     form = TrainingForm(
         tuple(methods), float(lam), vlm_reward, seeds, steps, log_every, tuple(iql.items()), str(encoder),
-        episodes, tuple(conditions), name,
+        episodes, tuple(conditions), name, tuple(chosen),
     )  # fmt: skip
     return form, problems
 

@@ -176,6 +176,20 @@ def test_the_vlm_reward_mapping_is_chosen_on_the_page_and_shaping_alone_is_refus
     assert not [e.value for e in at.error if e.value.startswith("VLM reward")]
 
 
+def test_the_training_splits_are_chosen_on_the_page_and_passed_to_both_commands(
+    monkeypatch: pytest.MonkeyPatch, sample_ws: Workspace
+) -> None:
+    at = _training_page(monkeypatch, sample_ws)
+    splits = at.multiselect(key=tw.DATA_SPLITS)
+    assert splits.value == [] and set(splits.options) >= {"train"}  # none chosen: every split
+    assert "--data-split" not in at.code[0].value
+    splits.set_value(["train"]).run()
+    assert not at.exception, at.exception
+    assert "--data-split train" in at.code[0].value
+    form = tw.TrainingForm((BC,), 1.0, "cost", 1, 10, 5, (), "hash", 1, ("default",), "x", ("train",))
+    assert form.train_args(BC, 0, "run")[-2:] == ["--data-split", "train"]
+
+
 def test_launching_an_experiment_starts_one_job_with_exactly_the_page_settings(
     finished: tuple[Workspace, str, Job, AppTest, float],
 ) -> None:
