@@ -177,9 +177,15 @@ def test_a_file_without_a_plan_is_skipped_and_a_broken_one_is_a_failure(
     (tmp_path / "test" / "traj_data.json").write_text(json.dumps({"scene": {"floor_plan": "FloorPlan999"}}))
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "traj_data.json").write_text("{not json")
+    (tmp_path / "elsewhere").mkdir()  # a floor plan whose layout files are missing: its own failure
+    missing = _traj(COOL_ACTIONS, COOL_SUBGOALS)
+    missing["scene"]["floor_plan"] = "FloorPlan998"
+    (tmp_path / "elsewhere" / "traj_data.json").write_text(json.dumps(missing))
     report = summarize(replay_files(trajectory_files(tmp_path), layouts=layouts))
-    assert len(report["skipped"]) == 1 and report["trajectories"] == 1
-    assert report["failures"][0]["action"] == "read" and "bad" in report["failures"][0]["file"]
+    assert len(report["skipped"]) == 1 and report["trajectories"] == 2
+    failures = {Path(f["file"]).parent.name: f for f in report["failures"]}
+    assert failures["bad"]["action"] == "read"
+    assert "FloorPlan998-layout.npy: ALFRED layout file not found" in failures["elsewhere"]["why"]
 
 
 # -- real ALFRED trajectories -------------------------------------------------------------------------
@@ -226,7 +232,10 @@ def test_cli_prints_one_json_object_with_the_documented_keys(shared_alfred: Path
     assert doc["trajectories"] == 56 and 0.95 <= doc["fidelity"] <= 1.0
 
 
-def test_cli_names_a_missing_path(tmp_path: Path) -> None:
+def test_cli_names_a_missing_path_or_layouts_folder(tmp_path: Path) -> None:
     done = rgvlm("alfred", "replay", str(tmp_path / "nowhere"))
     assert done.returncode != 0
     assert "nowhere: no such file or folder" in done.stderr
+    done = rgvlm("alfred", "replay", str(tmp_path), "--layouts", str(tmp_path / "no-layouts"))
+    assert done.returncode != 0
+    assert "no-layouts: ALFRED's layouts folder not found" in done.stderr

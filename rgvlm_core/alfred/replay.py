@@ -19,6 +19,9 @@ from typing import Any
 
 from rgvlm_core.alfred.replay_scene import class_of, parse_location, scene_of
 from rgvlm_core.alfred.world import CHANGES, World, new_world, resolve, step
+from rgvlm_core.errors import RGVLMError
+
+NO_PLAN = "no plan"  # a failure's `what` for a file without a plan (skipped in reports, not failed)
 
 
 def subgoal_reached(w: World, subgoal: dict[str, Any]) -> str | None:
@@ -82,15 +85,25 @@ def replay(
 ) -> TrajectoryReplay:
     """Replay one parsed train/valid trajectory; see the module doc for the rules."""
     task_type = str(traj.get("task_type", ""))
+    if not isinstance(traj.get("plan"), dict):  # ALFRED's test splits: nothing to replay
+        return TrajectoryReplay(
+            path, task_type, "", 0, 0, 0, Failure(path, -1, NO_PLAN, "the file has no plan")
+        )
     try:
         scene = scene_of(traj, layouts)
         subgoals = [
             s for s in traj["plan"]["high_pddl"] if (s.get("discrete_action") or {}).get("action") != "NoOp"
         ]
         low = traj["plan"]["low_actions"]
-    except (ValueError, KeyError, TypeError) as e:
+        ends = {int(a["high_idx"]): i for i, a in enumerate(low)}
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        RGVLMError,
+    ) as e:  # a layout missing, a bad field
         return TrajectoryReplay(path, task_type, "", 0, 0, 0, Failure(path, -1, "set-up", str(e)))
-    ends = {int(a["high_idx"]): i for i, a in enumerate(low)}
     w = new_world(scene)
     start = scene.start
     states: list[World] = []
@@ -179,7 +192,7 @@ def summarize(results: Iterable[TrajectoryReplay]) -> dict[str, Any]:
     skipped: list[dict[str, str]] = []
     added = 0
     for r in results:
-        if r.failure is not None and r.failure.what == "set-up" and "plan" in r.failure.why:
+        if r.failure is not None and r.failure.what == NO_PLAN:
             skipped.append({"file": r.path, "why": r.failure.why})
             continue
         added += r.added_points

@@ -29,9 +29,15 @@ def replay(
     subgoal is reached where ALFRED's high_idx says it ends."""
     from rgvlm_core.alfred.replay import replay_files, summarize, trajectory_files
     from rgvlm_core.errors import UsageError
+    from rgvlm_core.sim.low.floorplan import LAYOUTS_ENV, layouts_dir
 
     if not path.exists():
         raise UsageError(f"{path}: no such file or folder")
+    if not layouts_dir(layouts).is_dir():
+        raise UsageError(
+            f"{layouts_dir(layouts)}: ALFRED's layouts folder not found; the replay needs it "
+            f"(--layouts DIR or ${LAYOUTS_ENV})"
+        )
     files = list(trajectory_files(path))
     if not files:
         raise UsageError(f"{path}: no traj_data.json under it")
