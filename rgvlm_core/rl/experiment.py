@@ -347,6 +347,8 @@ def _prepare(
             source = parse_reward_source(source_text, reader, spec.lam, gamma=gamma)
             flt = EpisodeFilter(splits=spec.data_splits)
             arrays = cached_dataset(reader, source, encoder, flt, failed=spec.failed)  # type: ignore[arg-type]
+            if not datasets:  # refused at the first dataset, before the others are built
+                check_held_out(arrays.info, evaluation.at_level(arrays.info).conditions)
             datasets[source_text] = arrays
             train_spec = TrainSpec(
                 reward=source.text,
@@ -366,7 +368,6 @@ def _prepare(
     if datasets:
         info = next(iter(datasets.values())).info
         evaluation = evaluation.at_level(info)
-        check_held_out(info, evaluation.conditions)
     embeddings = evaluation_embeddings(evaluation, encoder, workspace.root / "rl_cache")
     return datasets, about, evaluation, embeddings
 
