@@ -12,22 +12,20 @@ import numpy as np
 import pytest
 
 from rgvlm_core.alfred import level
-from rgvlm_core.importer import ImportConfig, ImportSummary, import_alfred
+from rgvlm_core.importer import ImportSummary
 from rgvlm_core.rl.dataset import RewardSource, build_dataset
 from rgvlm_core.rl.encoder import make_encoder
 from rgvlm_core.workspace import Workspace
+from tests.alfred_factory import run_import
 from tests.cli_support import rgvlm
 
 VALID_SEEN = 56  # train/valid trajectories of the sample's valid_seen split
 
 
 def _import(ws: Workspace, path: Path, **config: object) -> ImportSummary:
-    run = import_alfred(ws, path, ImportConfig(**config))  # type: ignore[arg-type]
-    while True:
-        try:
-            next(run)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+    summary = run_import(ws, path, **config)
+    assert isinstance(summary, ImportSummary)
+    return summary
 
 
 @pytest.fixture()
