@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rgvlm_core.alfred.splits import EVAL_SPLITS
 from rgvlm_core.labeling.rewards import MAPPINGS
 from rgvlm_core.workspace import StoreReader
 
@@ -36,7 +37,7 @@ EXPERT = "expert"  # the simulator's planner, evaluated on the same tasks as the
 REFERENCE_LINES = (EXPERT, BC)  # drawn as lines over the methods' bars, as the paper's baselines
 CONDITIONS = ("default", "randomized")
 # evaluations on ALFRED's own tasks (runs on replayed ALFRED data) name the split as their condition
-ALFRED_CONDITIONS = ("valid_seen", "valid_unseen", "train")
+ALFRED_CONDITIONS = EVAL_SPLITS
 SHOWN_CONDITIONS = CONDITIONS + ALFRED_CONDITIONS  # the order of panels and tables
 PHRASINGS = ("unseen", "seen")  # held-out instructions first: the default of every comparison
 LENGTHS = (1, 2, 3, 4, 5, 6)

@@ -33,6 +33,8 @@ from rgvlm_core.errors import DataFormatError, RGVLMError, UsageError
 log = logging.getLogger(__name__)
 
 ALFRED_SPLITS: tuple[str, ...] = ("train", "valid_seen", "valid_unseen", "tests_seen", "tests_unseen")
+# the splits whose trajectories can be evaluation tasks (tests carry no plan), seen and unseen scenes first
+EVAL_SPLITS: tuple[str, ...] = ("valid_seen", "valid_unseen", "train")
 TEST_SPLITS: frozenset[str] = frozenset({"tests_seen", "tests_unseen"})
 TRAJECTORY_FILE = "traj_data.json"
 SPLITS_FILE_NAMES = ("oct21.json", "splits*.json")  # file names find_splits_file looks for, in order

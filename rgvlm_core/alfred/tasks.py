@@ -31,13 +31,12 @@ from typing import Any
 from rgvlm_core.alfred.level import ACTION_INDEX, PICKUPABLE, token_of
 from rgvlm_core.alfred.replay import replay
 from rgvlm_core.alfred.replay_scene import class_of
-from rgvlm_core.alfred.splits import find_alfred_root
+from rgvlm_core.alfred.splits import EVAL_SPLITS, find_alfred_root
 from rgvlm_core.alfred.world import CHANGES, World, new_world, step
 from rgvlm_core.errors import UsageError
 from rgvlm_core.sim.tasks import MAX_SUBTASKS
 
 ALFRED_DATA_ENV = "RGVLM_ALFRED_DATA"
-EVAL_SPLITS = ("valid_seen", "valid_unseen", "train")
 _BY_LOWER = {c.lower(): c for c in PICKUPABLE}
 
 

@@ -99,11 +99,12 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print the per-length summary as JSON."),
 ) -> None:
     """Evaluate a trained policy in the simulator by task length (held-out instructions); store the rows."""
+    from rgvlm_core.alfred.splits import EVAL_SPLITS
     from rgvlm_core.errors import UsageError
     from rgvlm_core.rl.runs import evaluate_run
     from rgvlm_core.sim.evaluate import summarize
 
-    if condition not in ("default", "randomized", "valid_seen", "valid_unseen", "train"):
+    if condition not in ("default", "randomized", *EVAL_SPLITS):
         raise UsageError(
             "--condition must be default or randomized (or an ALFRED split for runs on ALFRED), "
             f"got {condition!r}"

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import numpy as np
 
+from rgvlm_core.alfred.splits import EVAL_SPLITS
 from rgvlm_core.errors import UsageError
 from rgvlm_core.sim.env import CONDITIONS, LEVELS, PHRASINGS, HouseholdEnv
 from rgvlm_core.sim.tasks import MAX_SUBTASKS
@@ -43,7 +44,7 @@ Policy = Callable[[dict[str, Any], np.ndarray], int]  # (observation, action mas
 POLICY_NAMES: tuple[str, ...] = ("expert", "random")
 Z_95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
 ALFRED = "alfred"  # ALFRED's own tasks (alfred.env.AlfredTaskEnv); its conditions are ALFRED's splits
-ALFRED_SPLITS = ("valid_seen", "valid_unseen", "train")
+ALFRED_SPLITS = EVAL_SPLITS
 EVAL_LEVELS = (*LEVELS, ALFRED)
 # The env of either level: both have the same reset options, info keys, `task`, `phrasing`,
 # `subtask_budget` and `expert_plan()`, which is all an evaluation uses.
