@@ -19,7 +19,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
-from rgvlm_core.alfred.level import ACTION_TOKENS, ACTIONS, CAP, STATE_DIM, act, encode, valid_mask
+from rgvlm_core.alfred.level import ACTION_TOKENS, ACTIONS, CAP, STATE_DIM, act, encode, valid_mask, view
 from rgvlm_core.alfred.tasks import AlfredTask, Event, data_root, load_tasks, reached, start_world
 from rgvlm_core.alfred.world import World
 from rgvlm_core.sim.env import INSTRUCTION_CHARSET, INSTRUCTION_MAX_LENGTH
@@ -138,9 +138,10 @@ class AlfredTaskEnv(gymnasium.Env[dict[str, Any], np.int64]):
 
     def _outputs(self, invalid: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
         task, w = self.task, self.world
-        obs = {"state": encode(w), "instruction": task.instructions[min(self._done, len(task) - 1)]}
+        v = view(w)  # one view of every object for both the state vector and the mask
+        obs = {"state": encode(w, v), "instruction": task.instructions[min(self._done, len(task) - 1)]}
         info = {
-            "action_mask": valid_mask(w),
+            "action_mask": valid_mask(w, v),
             "task_type": task.task_type,
             "goal": task.goal,
             "instructions": task.instructions,

@@ -122,15 +122,16 @@ def enabled(w: World, v: View | None = None) -> dict[str, list[str]]:
     return out
 
 
-def valid_mask(w: World) -> np.ndarray:
-    """A boolean array over ACTION_TOKENS: True where `act` would accept the action."""
+def valid_mask(w: World, v: View | None = None) -> np.ndarray:
+    """A boolean array over ACTION_TOKENS: True where `act` would accept the action (`v`: the world's
+    view when already computed)."""
     mask = np.zeros(len(ACTION_TOKENS), bool)
     dx, dz = STEP[w.pose[2]]
     mask[0] = (w.pose[0] + dx, w.pose[1] + dz) in w.scene.cells
     mask[1:3] = True
     mask[3] = w.pose[3] - 15 >= HORIZON_LIMITS[0]
     mask[4] = w.pose[3] + 15 <= HORIZON_LIMITS[1]
-    for token in enabled(w):
+    for token in enabled(w, v):
         mask[ACTION_INDEX[token]] = True
     return mask
 
@@ -164,14 +165,14 @@ def token_of(api: dict[str, object]) -> str:
 
 
 # -- the state vector --------------------------------------------------------------------------------
-def encode(w: World) -> np.ndarray:
+def encode(w: World, v: View | None = None) -> np.ndarray:
     """The state vector (float32, length STATE_DIM)."""
     out = np.zeros(STATE_DIM, np.float32)
     out[HEADINGS.index(w.pose[2])] = 1.0
     out[len(HEADINGS) + HORIZONS.index(w.pose[3])] = 1.0
     held = class_of(w.held) if w.held else None
     out[_HELD + (_OBJ[held] if held in _OBJ else len(PICKUPABLE))] = 1.0
-    v = view(w)
+    v = v or view(w)
     walk = _walks(w.scene)
     cell = (w.pose[0], w.pose[1])
     nearest: dict[str, int] = {}
