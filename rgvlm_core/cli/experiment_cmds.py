@@ -254,6 +254,34 @@ def experiments(as_json: bool = typer.Option(False, "--json", help="Print a JSON
         )
 
 
+def merge(
+    folder: Path = typer.Argument(..., help="A folder written by `rgvlm export experiment`."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was added and kept as JSON."),
+) -> None:
+    """Add an exported experiment's finished runs to this workspace's experiment of the same name.
+
+    Refused, with nothing written, when the plans differ or this workspace's training data is not the
+    data those runs learnt from; runs already here are kept. `rgvlm experiment` then resumes the rest.
+    """
+    from rgvlm_core.rl.experiment_io import merge_experiment
+
+    def say(text: str) -> None:
+        if not as_json:
+            console.print(text, markup=False)
+
+    report = merge_experiment(open_workspace(create=False), folder, progress=say)
+    if as_json:
+        print_json(report.to_json())
+        return
+    for note in report.notes:
+        console.print(f"note: {note}", markup=False, soft_wrap=True)
+    console.print(
+        f"experiment {report.experiment_id}: {len(report.added)} runs added, {len(report.kept)} already here "
+        "(kept as they are)",
+        markup=False,
+    )
+
+
 def _write(ws: Workspace, experiment_id: str, out: Path, phrasing: str | None = None) -> None:
     import json
 
@@ -282,3 +310,4 @@ def register(app: typer.Typer) -> None:
     app.command()(experiment)
     app.command("experiments")(experiments)
     app.command("report")(report_cmd)
+    app.command("merge")(merge)

@@ -1,4 +1,5 @@
-"""`rgvlm export minari NAME` and `rgvlm export parquet DIR`: the dataset the trainer sees, for other tools.
+"""`rgvlm export minari NAME` and `rgvlm export parquet DIR`: the dataset the trainer sees, for other tools;
+`rgvlm export experiment NAME DIR`: an experiment's finished runs, for `rgvlm merge` in another workspace.
 
 Both take `--reward` as `rgvlm train` does and the episode filters of `rgvlm episodes`/`rgvlm label`;
 the output is checked before any work, so a refused command writes nothing (rgvlm_core.export).
@@ -16,7 +17,7 @@ from rgvlm_core.export.collect import ExportConfig, ExportData
 
 export_app = typer.Typer(
     help="Export the workspace's offline dataset (states, instructions, actions, rewards, endings) with "
-    "the chosen reward, as Minari or Parquet.",
+    "the chosen reward, as Minari or Parquet; or an experiment's finished runs, to merge elsewhere.",
     no_args_is_help=True,
 )
 _HELP = {name: f.metadata["help"] for name, f in ExportConfig.__dataclass_fields__.items()}
@@ -145,6 +146,38 @@ def parquet(
         f"wrote {len(data.episodes)} episodes, {len(data)} steps, reward {data.metadata['reward_source']}, "
         f"to {out}",
         soft_wrap=True,
+    )
+
+
+@export_app.command("experiment")
+def experiment_(
+    name: str = typer.Argument(..., help="Experiment (see `rgvlm experiments`)."),
+    out: Path = typer.Argument(..., help="Folder to write (experiment.json and one Parquet file per table)."),
+    checkpoints: bool = typer.Option(
+        False, "--checkpoints", help="Include the runs' checkpoints (a comparison needs none of them)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace an earlier experiment export there."),
+) -> None:
+    """Write an experiment's finished runs (plan, evaluations, curves, metrics) to a folder that `rgvlm
+    merge` adds to another workspace's experiment, such as the same grid's other seeds run elsewhere."""
+    from rgvlm_core.redact import redact
+    from rgvlm_core.rl.experiment_io import export_experiment
+
+    command = redact(" ".join(["rgvlm", *sys.argv[1:]]))
+    manifest = export_experiment(
+        open_workspace(create=False),
+        name,
+        out,
+        checkpoints=checkpoints,
+        force=force,
+        command=command,
+        progress=lambda text: console.print(text, markup=False),
+    )
+    console.print(
+        f"wrote {len(manifest['runs'])} finished runs of {name} ({manifest['rows']['eval_results']} "
+        f"evaluated episodes) to {out}; add them elsewhere with `rgvlm merge {out}`",
+        soft_wrap=True,
+        markup=False,
     )
 
 

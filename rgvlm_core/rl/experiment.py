@@ -212,6 +212,7 @@ def run_experiment(
     try:
         plan = resolve_methods(spec.methods, reader, spec.lam, spec.vlm_reward, config.gamma)
         experiment_id = spec.name or f"exp-{dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
+        _check_same_plan(reader, experiment_id, _settings(spec, config, plan))
         finished = _finished(reader, experiment_id)
     finally:
         reader.close()
@@ -486,14 +487,34 @@ def _finished(reader: StoreReader, experiment_id: str) -> set[tuple[str, int]]:
     return {(r["method"], int(r["seed"])) for r in rows}
 
 
-def _record_plan(
-    workspace: Workspace, experiment_id: str, spec: ExperimentSpec, config: Any, plan: list[tuple[str, str]]
-) -> None:
+def _settings(spec: ExperimentSpec, config: Any, plan: list[tuple[str, str]]) -> dict[str, Any]:
+    """What the stored plan records besides methods and seeds, as JSON would read it back."""
     settings = {
         "iql": asdict(config),
         "sources": dict(plan),
         **{k: v for k, v in asdict(spec).items() if k not in ("methods", "seeds", "name", "command")},
     }
+    return dict(json.loads(json.dumps(settings)))
+
+
+def _check_same_plan(reader: StoreReader, experiment_id: str, settings: dict[str, Any]) -> None:
+    """Resuming (or adding methods or seeds to) an experiment under settings that change what a run
+    computes would put unlike runs in one comparison: refused, naming each difference."""
+    from rgvlm_core.rl.experiment_io import plan_differences, plan_settings
+
+    stored = plan_settings(reader, experiment_id)
+    differ = plan_differences(stored, settings) if stored is not None else []
+    if differ:
+        raise UsageError(
+            f"experiment {experiment_id!r} was planned with other settings (stored vs now): "
+            f"{'; '.join(differ)}; run it as it was planned, or give a new --name"
+        )
+
+
+def _record_plan(
+    workspace: Workspace, experiment_id: str, spec: ExperimentSpec, config: Any, plan: list[tuple[str, str]]
+) -> None:
+    settings = _settings(spec, config, plan)
     row = {
         "experiment_id": experiment_id,
         "methods": json.dumps(list(spec.methods)),

@@ -144,8 +144,14 @@ def evaluate_run(
             f"run {run_id!r} was trained on ALFRED features, which the simulator cannot evaluate "
             "(ALFRED evaluation needs AI2-THOR, not available here)"
         )
+    checkpoint = workspace.root / rows[0]["checkpoint"]
+    if not checkpoint.is_file():
+        raise RGVLMError(
+            f"run {run_id!r} has no checkpoint at {checkpoint} (merged from an export without "
+            "--checkpoints, or deleted): its stored evaluations stay; train it again to evaluate anew"
+        )
     # rollouts are batch-1 forward passes: the CPU is the right device, whatever the run trained on
-    learner = IQL.load(workspace.root / rows[0]["checkpoint"], device="cpu")
+    learner = IQL.load(checkpoint, device="cpu")
     encoder = make_encoder(rows[0]["encoder"])
     embedded: dict[str, np.ndarray] = {}
 
