@@ -29,7 +29,14 @@ Sparse+RG-VLM with reference labels under cost and shaped) and `full` (everythin
 there). A part reruns nothing already stored: an experiment of the same name resumes; tasks run
 round-robin over methods, so a part stopped early has every method at about the same number of seeds.
 
+In parts: the full grid is longer than one session on a 2-core machine, and a session's workspace does not
+last. Each mix's finished runs are exported to DOCS/runs-<mix>/ (`rgvlm export experiment`; committed) when
+its experiment finishes or when `--save` is given (while the experiment runs in another process, or after
+it was stopped), and merged into the fresh workspace (`rgvlm merge`, which refuses runs whose plan or
+training data differ from this one's) before its experiment resumes, so no run is trained twice.
+
 usage: python scripts/fair_comparison.py ROOT [--part core|lowexpert|full|low] [--docs docs/fair-comparison]
+                                              [--save | --tables-only]
 Writes ROOT/ws-<mix> workspaces, then DOCS/results.md (tables), DOCS/results.csv, DOCS/reward-check.json,
 DOCS/paired.png (the figure, drawn with Chromium when Playwright is installed) and DOCS/timing.json.
 """
@@ -40,7 +47,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -107,6 +113,21 @@ def prepare(root: Path, mix: str) -> Path:
         ws, "label", "--labeller", "reference", "--noise", "0.2", "--noise-seed", "0", "--name", "noisy-0.2"
     )
     return ws
+
+
+def runs_dir(docs: Path, mix: str) -> Path:
+    return docs / f"runs-{mix}"
+
+
+def merge_saved(ws: Path, docs: Path, mix: str) -> None:
+    """Add the runs an earlier session saved (refused, by rgvlm merge, if they are not comparable)."""
+    if (runs_dir(docs, mix) / "experiment.json").is_file():
+        rgvlm(ws, "merge", str(runs_dir(docs, mix)))
+
+
+def save(ws: Path, docs: Path, mix: str) -> None:
+    """Export the mix's finished runs for the next session (replacing the earlier export)."""
+    rgvlm(ws, "export", "experiment", f"fair-{mix}", str(runs_dir(docs, mix)), "--force")
 
 
 def reward_checks(ws: Path) -> list[dict[str, Any]]:
@@ -195,7 +216,7 @@ def _length_tables(
     return out
 
 
-def _get(cells: pd.DataFrame, n: int) -> Any:
+def _get(cells: pd.DataFrame, n: object) -> Any:
     return cells.loc[n] if n in cells.index else None
 
 
@@ -250,15 +271,24 @@ def _kind_table(c: Any) -> list[str]:
 
 
 def _took(reader: Any, run_ids: list[str]) -> str:
-    """How long the experiment's runs took, from the store: first start to last stored result."""
-    row = reader.rows(
-        "SELECT min(r.started_at) AS a, max(x.finished_at) AS b, count(*) AS n FROM train_runs r "
-        "JOIN experiment_runs x USING (run_id) WHERE r.run_id IN (SELECT unnest(?::VARCHAR[]))",
+    """How long the experiment's runs took, from the store: each run from its start to its stored
+    evaluation; summed over runs, and as wall-clock (the union of those spans: the parts of a grid run in
+    several sessions count only while a run was going)."""
+    rows = reader.rows(
+        "SELECT r.started_at AS a, x.finished_at AS b FROM train_runs r "
+        "JOIN experiment_runs x USING (run_id) WHERE r.run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY a",
         [run_ids],
-    )[0]
-    minutes = (row["b"] - row["a"]).total_seconds() / 60
+    )
+    total = sum((r["b"] - r["a"]).total_seconds() for r in rows)
+    wall, end = 0.0, None
+    for r in rows:
+        start = r["a"] if end is None or r["a"] > end else end
+        if end is None or r["b"] > end:
+            wall += (r["b"] - start).total_seconds()
+            end = r["b"]
     return (
-        f"{row['n']} runs; from the first run's start to the last run's stored evaluation: {minutes:.0f} min."
+        f"{len(rows)} runs; run time (each run's training and evaluation, summed): {total / 3600:.1f} h; "
+        f"wall-clock while runs were going: {wall / 3600:.1f} h."
     )
 
 
@@ -332,7 +362,7 @@ def figure(ws: Path, mix: str, out: Path) -> bool:
 
     if importlib.util.find_spec("playwright") is None:
         return False
-    from rgvlm_core.charts_compare import paired_figure  # type: ignore[attr-defined]
+    from rgvlm_core.charts_compare import paired_figure
     from rgvlm_core.report import build_comparison
     from rgvlm_core.rl.experiment import experiment_run_ids
     from rgvlm_core.workspace import Workspace
@@ -376,14 +406,26 @@ def main() -> None:
     parser.add_argument("--part", choices=sorted(PARTS), default="core")
     parser.add_argument("--docs", type=Path, default=Path("docs/fair-comparison"))
     parser.add_argument(
+        "--save",
+        action="store_true",
+        help="Export each mix's finished runs to DOCS/runs-<mix>/ for the next session, and train nothing.",
+    )
+    parser.add_argument(
         "--tables-only",
         action="store_true",
         help="Write the tables of what is stored now (a part stopped early says so: see the seeds column) "
         "and train nothing.",
     )
     args = parser.parse_args()
+    if args.save and args.tables_only:
+        parser.error("give --save or --tables-only, not both")
     args.root.mkdir(parents=True, exist_ok=True)
     args.docs.mkdir(parents=True, exist_ok=True)
+    if args.save:
+        for mix in PARTS[args.part]:
+            if (args.root / f"ws-{mix}").is_dir():
+                save(args.root / f"ws-{mix}", args.docs, mix)
+        return
     timing: dict[str, float] = {}
     checks: dict[str, Any] = {}
     sections, frames = [], []
@@ -396,9 +438,12 @@ def main() -> None:
             t0 = time.perf_counter()
             checks[mix] = reward_checks(ws)
             timing[f"{mix}: reward checks"] = time.perf_counter() - t0
+            merge_saved(ws, args.docs, mix)
             t0 = time.perf_counter()
             experiment(ws, mix, methods)
-            timing[f"{mix}: experiment"] = time.perf_counter() - t0
+            timing[f"{mix}: experiment (this session)"] = time.perf_counter() - t0
+            if args.part == "full":
+                save(ws, args.docs, mix)
         text, seeds = tables(ws, mix, methods)
         sections.append(text)
         frames.append(seeds)
@@ -421,4 +466,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -245,3 +245,32 @@ def test_the_cli_exports_and_merges_with_a_summary_and_json(two: Two, tmp_path: 
     assert again.returncode == 0 and "0 runs added, 2 already here" in again.stdout
     refused = rgvlm("-w", str(a.root), "merge", str(tmp_path / "nowhere"))
     assert refused.returncode == 1 and "no such folder" in refused.stderr
+
+
+def test_runs_record_their_commit_and_a_merge_notes_runs_computed_by_other_code(
+    two: Two, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from rgvlm_core.rl.runs import code_commit
+
+    a, b = two
+    _run(b, (0,))
+    manifest = export_experiment(b, "grid", tmp_path / "part")
+    assert code_commit() is not None  # this checkout is a git repository
+    assert manifest["code"]["runs"] == [code_commit()]
+    assert merge_experiment(a, tmp_path / "part").notes == []
+
+    file = tmp_path / "part" / "train_runs.parquet"
+    runs = pq.read_table(file)
+    older = [
+        json.dumps({**json.loads(p), "commit": "0123abc"}) for p in runs.column("provenance").to_pylist()
+    ]
+    pq.write_table(
+        runs.set_column(runs.schema.get_field_index("provenance"), "provenance", pa.array(older)), file
+    )
+    c = sample_workspace(tmp_path / "c", tmp_path.parent)
+    label_sample(c)
+    notes = merge_experiment(c, tmp_path / "part").notes
+    assert len(notes) == 1 and "runs computed at 0123abc" in notes[0]

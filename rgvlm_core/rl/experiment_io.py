@@ -20,7 +20,6 @@ import datetime as dt
 import hashlib
 import json
 import shutil
-import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ import pyarrow.parquet as pq
 import rgvlm_core
 from rgvlm_core.errors import RGVLMError, UsageError
 from rgvlm_core.export.files import replace_dir, temp_beside
+from rgvlm_core.rl.runs import code_commit
 from rgvlm_core.workspace import StoreReader, Workspace
 from rgvlm_core.workspace.schema import (
     EVAL_CURVES,
@@ -150,21 +150,6 @@ def source_digests(
     return out
 
 
-def _commit() -> str | None:
-    """The git commit of the code that runs (None outside a git checkout)."""
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(rgvlm_core.__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
-
-
 def _runs_of(reader: StoreReader, experiment_id: str) -> list[dict[str, Any]]:
     return reader.rows(
         "SELECT method, seed, run_id FROM experiment_runs WHERE experiment_id = ? ORDER BY method, seed",
@@ -216,6 +201,7 @@ def export_experiment(
                 f"SELECT * FROM {spec.name} WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [run_ids]
             )
         paths = [r["checkpoint"] for r in tables[TRAIN_RUNS.name].to_pylist() if r["checkpoint"]]
+        commits = _run_commits(tables[TRAIN_RUNS.name])
     finally:
         reader.close()
     manifest = {
@@ -226,7 +212,7 @@ def export_experiment(
         "data": data,
         "rows": {name: t.num_rows for name, t in tables.items()},
         "checkpoints": checkpoints,
-        "code": {"rgvlm": rgvlm_core.__version__, "commit": _commit()},
+        "code": {"rgvlm": rgvlm_core.__version__, "exported_at": code_commit(), "runs": commits},
         "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command,
     }
@@ -346,14 +332,15 @@ def merge_experiment(
             _check_data(reader, folder, manifest, theirs, {manifest["sources"][r["method"]] for r in new})
         finally:
             reader.close()
-        if manifest.get("code", {}).get("commit") not in (None, _commit()):
-            report.notes.append(
-                f"the runs were computed at commit {manifest['code']['commit']}; this code is at "
-                f"{_commit() or 'an unknown commit'} (merged as they are: rerun one to check they agree)"
-            )
         if not new:
             return report
         new_ids = [r["run_id"] for r in new]
+        other = [c for c in _run_commits(_rows_of(tables[TRAIN_RUNS.name], new_ids)) if c != code_commit()]
+        if other:
+            report.notes.append(
+                f"runs computed at {', '.join(other)}; this code is at "
+                f"{code_commit() or 'an unknown commit'} (merged as they are; rerun one to check they agree)"
+            )
         _copy_checkpoints(workspace, folder, manifest, tables[TRAIN_RUNS.name], new_ids)
         out = {spec.name: _rows_of(tables[spec.name], new_ids) for spec in RUN_TABLES}
         runs = tables[EXPERIMENT_RUNS.name]
@@ -364,6 +351,14 @@ def merge_experiment(
         workspace.commit(out, message=f"merge {len(new)} runs of {experiment_id}")
     report.added = new
     return report
+
+
+def _run_commits(runs: pa.Table) -> list[str]:
+    """The commits that computed these runs, from their provenance ("unrecorded" before it was kept)."""
+    found = set()
+    for text in runs.column("provenance").to_pylist():
+        found.add(str((json.loads(text or "{}") or {}).get("commit") or "unrecorded"))
+    return sorted(found)
 
 
 def _rows_of(table: pa.Table, run_ids: list[str]) -> pa.Table:

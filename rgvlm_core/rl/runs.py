@@ -8,11 +8,13 @@ subtasks, how many were completed, success, steps, the condition and the seed.
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -84,8 +86,33 @@ def train_run(
         recorder.flush()
 
 
+@functools.cache
+def code_commit() -> str | None:
+    """The git commit of the running code, `+dirty` when it has uncommitted changes (None outside git):
+    runs computed in parts, days apart, say which code computed each of them."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", str(here.parent)],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0 or not head.stdout.strip():
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def provenance(reader: Any, label_run: str | None) -> dict[str, Any]:
-    """What a run was made with: package versions, and the label run behind its rewards."""
+    """What a run was made with: package versions, the code's commit, the label run behind its rewards."""
     import torch
 
     import rgvlm_core
@@ -95,7 +122,8 @@ def provenance(reader: Any, label_run: str | None) -> dict[str, Any]:
             "rgvlm": rgvlm_core.__version__,
             "python": platform.python_version(),
             "torch": torch.__version__,
-        }
+        },
+        "commit": code_commit(),
     }
     if label_run:
         rows = reader.rows(
