@@ -33,6 +33,7 @@ class K:
     RUN_B = "episodes.run_b"  # str | None: a second run, side by side
     PLAYING = "episodes.playing"  # bool
     PLAY_AT = "episodes.play_at"  # float: monotonic time of the last automatic step
+    SPEED = "episodes.speed"  # str: the playback speed, a key of player.SPEEDS
     FLASH = "episodes.flash"  # str | None: a message for the next run (after a rerun)
     URL = "episodes.url"  # dict | None: the URL's view on arrival, until the run pickers apply it
     PINNED = "episodes.pinned"  # bool: the URL asked for this episode (filters do not replace it)
@@ -43,6 +44,7 @@ class K:
     PREV = "episodes.w.prev"
     NEXT = "episodes.w.next"
     PLAY = "episodes.w.play"
+    SPEED_PICK = "episodes.w.speed"
     RUN_PICK = "episodes.w.run"
     RUN_B_PICK = "episodes.w.run_b"
     LIST = "episodes.w.list"
@@ -67,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
     K.RUN_B: None,
     K.PLAYING: False,
     K.PLAY_AT: 0.0,
+    K.SPEED: "1x",
     K.FLASH: None,
     K.URL: None,
     K.PINNED: False,

@@ -20,6 +20,8 @@ from rgvlm_core.alfred.render import RENDERED_NOTE, frame_caption, is_rendered_s
 from rgvlm_core.errors import RGVLMError
 
 PLAY_INTERVAL_S = 0.8
+# Playback speeds: a low-level episode of 180 steps takes 2.4 min at 1x, 36 s at 4x.
+SPEEDS: dict[str, float] = {"0.5x": 0.5, "1x": 1.0, "2x": 2.0, "4x": 4.0}
 # How a subtask stands at the current step: marker and words.
 DONE, CURRENT, TO_COME, MISSED, NOT_REACHED = "✓", "▶", "○", "✗", "–"
 
@@ -96,16 +98,25 @@ def _slid() -> None:
     set_step(st.session_state[K.SLIDER])
 
 
+def interval_of(speed: str) -> float:
+    """Seconds between automatic steps at a playback speed (1x when the speed is unknown)."""
+    return PLAY_INTERVAL_S / SPEEDS.get(speed, 1.0)
+
+
+def _interval() -> float:
+    return interval_of(st.session_state[K.SPEED])
+
+
 def play_interval() -> float | None:
     """Seconds between automatic steps while playing (for st.fragment(run_every=...)), else None."""
-    return PLAY_INTERVAL_S if st.session_state[K.PLAYING] else None
+    return _interval() if st.session_state[K.PLAYING] else None
 
 
 def _advance_if_playing(ep: EpisodeView) -> None:
     if not st.session_state[K.PLAYING]:
         return
     now = time.monotonic()
-    if now - st.session_state[K.PLAY_AT] >= 0.8 * PLAY_INTERVAL_S:
+    if now - st.session_state[K.PLAY_AT] >= 0.8 * _interval():
         st.session_state[K.PLAY_AT] = now
         if st.session_state[K.STEP] >= ep.n_steps - 1:
             st.session_state[K.PLAYING] = False
@@ -147,8 +158,12 @@ def player(ep: EpisodeView) -> int:
     )
     _play_button(play_col, step >= ep.n_steps - 1)
     if ep.n_steps > 1:
+        slider_col, speed_col = st.columns([3, 1], vertical_alignment="bottom")
         seed_widget(K.SLIDER, step)
-        st.slider("Step", 0, ep.n_steps - 1, key=K.SLIDER, on_change=_slid, label_visibility="collapsed")
+        slider_col.slider(
+            "Step", 0, ep.n_steps - 1, key=K.SLIDER, on_change=_slid, label_visibility="collapsed"
+        )
+        _speed_pick(speed_col)
     return step
 
 
@@ -183,6 +198,30 @@ def _play_button(col: Any, at_end: bool) -> None:
         st.session_state[K.PLAYING] = not playing
         st.session_state[K.PLAY_AT] = time.monotonic()
         st.rerun()  # a full run gives the fragment its timer (or takes it away)
+
+
+def _speed_pick(col: Any) -> None:
+    """The playback speed; a change while playing reruns the page, which resets the player's timer."""
+    seed_widget(K.SPEED_PICK, st.session_state[K.SPEED])
+    col.selectbox(
+        "Speed",
+        list(SPEEDS),
+        key=K.SPEED_PICK,
+        on_change=_sped,
+        format_func=lambda v: f"{v} speed",
+        label_visibility="collapsed",
+        help=f"Playback speed: 1x is a step every {PLAY_INTERVAL_S:g} s.",
+    )
+    if st.session_state.pop(_SPEED_CHANGED, False) and st.session_state[K.PLAYING]:
+        st.rerun()  # the fragment's timer is set by a full run
+
+
+_SPEED_CHANGED = "episodes.speed_changed"
+
+
+def _sped() -> None:
+    st.session_state[K.SPEED] = st.session_state[K.SPEED_PICK]
+    st.session_state[_SPEED_CHANGED] = True
 
 
 def step_facts(ep: EpisodeView, step: int) -> None:

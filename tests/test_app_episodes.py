@@ -394,3 +394,21 @@ def test_clicked_step_is_the_clicked_points_step_within_the_episode(
     points: list[dict[str, Any]], expected: int | None
 ) -> None:
     assert clicked_step(points, 10) == expected
+
+
+def test_the_playback_speed_sets_the_players_interval_and_survives_a_step(
+    labelled: tuple[Workspace, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rgvlm_app import player
+
+    ws, _ = labelled
+    at = open_page(monkeypatch, ws, episode=EPISODE)
+    assert at.selectbox(key="episodes.w.speed").value == "1x"
+    at.button(key="episodes.w.play").click().run()
+    at.selectbox(key="episodes.w.speed").set_value("4x").run()
+    assert at.session_state["episodes.speed"] == "4x" and at.session_state["episodes.playing"]
+    at.button(key="episodes.w.next").click().run()
+    assert at.selectbox(key="episodes.w.speed").value == "4x"
+    # the page's fragment reruns at the chosen speed's interval: a quarter of 1x's
+    assert player.interval_of(at.session_state["episodes.speed"]) == pytest.approx(player.PLAY_INTERVAL_S / 4)
+    assert player.interval_of("0.5x") == pytest.approx(1.6) and player.interval_of("bogus") == 0.8
