@@ -83,6 +83,7 @@ def test_a_grid_run_in_two_workspaces_merges_into_one_that_trains_nothing_more(
     assert _run(b, (1,)) == 2
     manifest = export_experiment(b, "grid", tmp_path / "part-b")
     assert {(r["method"], r["seed"]) for r in manifest["runs"]} == {(m, 1) for m in METHODS}
+    assert manifest["rows"]["experiment_runs"] == manifest["rows"]["train_runs"] == 2
 
     report = merge_experiment(a, tmp_path / "part-b")
     assert len(report.added) == 2 and report.kept == []

@@ -192,8 +192,12 @@ def export_experiment(
                 "SELECT * FROM experiments WHERE experiment_id = ? ORDER BY created_at DESC LIMIT 1",
                 [experiment_id],
             ),
+            # the runs listed above only: another may finish while the export reads (the reader follows
+            # new snapshots), and its other rows would be missing
             EXPERIMENT_RUNS.name: reader.query(
-                "SELECT * FROM experiment_runs WHERE experiment_id = ?", [experiment_id]
+                "SELECT * FROM experiment_runs WHERE experiment_id = ? AND run_id IN "
+                "(SELECT unnest(?::VARCHAR[]))",
+                [experiment_id, run_ids],
             ),
         }
         for spec in RUN_TABLES:
