@@ -34,9 +34,11 @@ last. Each mix's finished runs are exported to DOCS/runs-<mix>/ (`rgvlm export e
 its experiment finishes or when `--save` is given (while the experiment runs in another process, or after
 it was stopped), and merged into the fresh workspace (`rgvlm merge`, which refuses runs whose plan or
 training data differ from this one's) before its experiment resumes, so no run is trained twice.
+`--verify` first retrains Sparse seed 0 from scratch and reports how many of its evaluation episodes are
+identical to the stored run's (the check that runs computed in different sessions belong in one table).
 
 usage: python scripts/fair_comparison.py ROOT [--part core|lowexpert|full|low] [--docs docs/fair-comparison]
-                                              [--save | --tables-only]
+                                              [--verify] [--save | --tables-only]
 Writes ROOT/ws-<mix> workspaces, then DOCS/results.md (tables), DOCS/results.csv, DOCS/reward-check.json,
 DOCS/paired.png (the figure, drawn with Chromium when Playwright is installed) and DOCS/timing.json.
 """
@@ -140,13 +142,49 @@ def reward_checks(ws: Path) -> list[dict[str, Any]]:
     return out
 
 
-def experiment(ws: Path, mix: str, methods: tuple[str, ...]) -> None:
+def experiment(
+    ws: Path, mix: str, methods: tuple[str, ...], name: str | None = None, seeds: int = SEEDS
+) -> None:
     evaluation = ["--curve-every", "2000", "--curve-episodes", "5"]
     if mix.startswith(LOW):  # the low level's budget is the experiment's default there (70 per subtask)
         evaluation = ["--episodes-per-length", "25", "--phrasings", "unseen"]
-    rgvlm(ws, "experiment", "--name", f"fair-{mix}", "--seeds", str(SEEDS), "--steps", str(STEPS),
+    name = name or f"fair-{mix}"
+    rgvlm(ws, "experiment", "--name", name, "--seeds", str(seeds), "--steps", str(STEPS),
           "--methods", ",".join(methods), *evaluation,
-          "--log-every", "250", "--report", str(ws / f"fair-{mix}.html"))  # fmt: skip
+          "--log-every", "250", "--report", str(ws / f"{name}.html"))  # fmt: skip
+
+
+def verify(ws: Path, mix: str) -> str:
+    """Retrain Sparse seed 0 from scratch and compare its evaluation, episode by episode, with the run of
+    the experiment (saved by an earlier session and merged, or trained in this one): runs computed in
+    different sessions belong in one table only if the same cell computes the same numbers."""
+    from rgvlm_core.workspace import Workspace
+
+    experiment(ws, mix, ("sparse",), name=f"verify-{mix}", seeds=1)
+    reader = Workspace.open(ws, create=False).reader()
+    try:
+        rows = reader.rows(
+            "SELECT x.experiment_id AS e, x.run_id, p.commit FROM experiment_runs x JOIN ("
+            "  SELECT run_id, json_extract_string(provenance, '$.commit') AS commit FROM train_runs) p "
+            "USING (run_id) WHERE x.method = 'sparse' AND x.seed = 0 AND x.experiment_id IN (?, ?)",
+            [f"fair-{mix}", f"verify-{mix}"],
+        )
+        runs = {r["e"]: r for r in rows}
+        if f"fair-{mix}" not in runs:
+            return "- verification: Sparse seed 0 is not finished yet, nothing to compare"
+        same = reader.rows(
+            "SELECT count(*) AS n, count(*) FILTER (WHERE a.completed = b.completed AND a.steps = b.steps) "
+            "AS same FROM eval_results a JOIN eval_results b "
+            "USING (condition, phrasing, seed, length, episode) WHERE a.run_id = ? AND b.run_id = ?",
+            [runs[f"fair-{mix}"]["run_id"], runs[f"verify-{mix}"]["run_id"]],
+        )[0]
+    finally:
+        reader.close()
+    made = runs[f"fair-{mix}"]["commit"] or "a commit not recorded"
+    return (
+        f"- verification: Sparse seed 0 retrained from scratch at {runs[f'verify-{mix}']['commit']} "
+        f"(the run in the tables: {made}): {same['same']} of {same['n']} evaluation episodes identical"
+    )
 
 
 # -- tables ---------------------------------------------------------------------------------------
@@ -406,6 +444,11 @@ def main() -> None:
     parser.add_argument("--part", choices=sorted(PARTS), default="core")
     parser.add_argument("--docs", type=Path, default=Path("docs/fair-comparison"))
     parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="Before resuming, retrain Sparse seed 0 from scratch and compare it with the stored run.",
+    )
+    parser.add_argument(
         "--save",
         action="store_true",
         help="Export each mix's finished runs to DOCS/runs-<mix>/ for the next session, and train nothing.",
@@ -427,6 +470,7 @@ def main() -> None:
                 save(args.root / f"ws-{mix}", args.docs, mix)
         return
     timing: dict[str, float] = {}
+    verifications: list[str] = []
     checks: dict[str, Any] = {}
     sections, frames = [], []
     for mix, methods in PARTS[args.part].items():
@@ -439,6 +483,10 @@ def main() -> None:
             checks[mix] = reward_checks(ws)
             timing[f"{mix}: reward checks"] = time.perf_counter() - t0
             merge_saved(ws, args.docs, mix)
+            if args.verify:
+                t0 = time.perf_counter()
+                verifications.append(verify(ws, mix))
+                timing[f"{mix}: verification"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             experiment(ws, mix, methods)
             timing[f"{mix}: experiment (this session)"] = time.perf_counter() - t0
@@ -456,7 +504,7 @@ def main() -> None:
         "- (tables only: the experiment may be unfinished; each table's seeds say how many runs it has)"
     ]
     (args.docs / f"results-{args.part}.md").write_text(
-        "\n".join([*header, "Time taken:", *took, "", *sections])
+        "\n".join([*header, "Time taken:", *took, "", *verifications, "", *sections])
     )
     pd.concat(frames, ignore_index=True).to_csv(args.docs / f"results-{args.part}.csv", index=False)
     if not args.tables_only:
