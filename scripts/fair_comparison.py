@@ -128,8 +128,12 @@ def merge_saved(ws: Path, docs: Path, mix: str) -> None:
 
 
 def save(ws: Path, docs: Path, mix: str) -> None:
-    """Export the mix's finished runs for the next session (replacing the earlier export)."""
-    rgvlm(ws, "export", "experiment", f"fair-{mix}", str(runs_dir(docs, mix)), "--force")
+    """Export the mix's finished runs for the next session (replacing the earlier export); a mix with
+    none finished yet is said and skipped."""
+    try:
+        rgvlm(ws, "export", "experiment", f"fair-{mix}", str(runs_dir(docs, mix)), "--force")
+    except subprocess.CalledProcessError:
+        print(f"{mix}: nothing saved (see the line above)", flush=True)
 
 
 def reward_checks(ws: Path) -> list[dict[str, Any]]:
