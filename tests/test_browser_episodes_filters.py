@@ -39,9 +39,17 @@ def filters_open(page: Any) -> bool:
 
 def pick(page: Any, label: str, option: str) -> None:
     """Choose `option` in the sidebar multiselect labelled `label`, as a person clicks it."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     box = page.locator("[data-testid='stSidebar'] [data-testid='stMultiSelect']").filter(has_text=label)
-    box.locator("input").click()
-    page.get_by_role("option", name=option, exact=True).click()
+    for attempt in range(3):  # a rerun that lands just after the click redraws the box closed: click again
+        box.locator("input").click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
     page.keyboard.press("Escape")  # close the drop-down, not the panel
 
 
