@@ -158,7 +158,7 @@ def player(ep: EpisodeView) -> int:
     )
     _play_button(play_col, step >= ep.n_steps - 1)
     if ep.n_steps > 1:
-        slider_col, speed_col = st.columns([3, 1], vertical_alignment="bottom")
+        slider_col, speed_col = st.columns([2.5, 1], vertical_alignment="bottom")
         seed_widget(K.SLIDER, step)
         slider_col.slider(
             "Step", 0, ep.n_steps - 1, key=K.SLIDER, on_change=_slid, label_visibility="collapsed"
@@ -208,7 +208,6 @@ def _speed_pick(col: Any) -> None:
         list(SPEEDS),
         key=K.SPEED_PICK,
         on_change=_sped,
-        format_func=lambda v: f"{v} speed",
         label_visibility="collapsed",
         help=f"Playback speed: 1x is a step every {PLAY_INTERVAL_S:g} s.",
     )
