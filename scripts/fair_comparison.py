@@ -213,9 +213,13 @@ def tables(ws: Path, mix: str, methods: tuple[str, ...]) -> tuple[str, pd.DataFr
         for phrasing in ("unseen",) if mix.startswith(LOW) else ("unseen", "seen"):
             c = build_comparison(reader, run_ids, phrasing=phrasing)
             frames.append(c.seeds.assign(mix=mix, phrasing=phrasing))
-            order = [m for m in compare.methods_in_order(reader) if m in set(c.summary["method"])]
+            present = set(c.summary["method"])  # the protocol's order (Sparse, BC, then by labels)
+            order = [m for m in methods if m in present]
+            order += [m for m in compare.methods_in_order(reader) if m in present and m not in order]
             lines += (
-                _length_tables(c, order, phrasing) + _paired_table(c, phrasing) + _success_table(c, order)
+                _length_tables(c, order, phrasing)
+                + _paired_table(c, phrasing, order=order)
+                + _success_table(c, order)
             )
             if phrasing == "unseen" and not mix.startswith(LOW):  # (the object table replays subgoal tasks)
                 lines += _kind_table(c) + _object_table(c) + _curve_table(c)
@@ -262,7 +266,9 @@ def _get(cells: pd.DataFrame, n: object) -> Any:
     return cells.loc[n] if n in cells.index else None
 
 
-def _paired_table(c: Any, phrasing: str, conditions: tuple[str, ...] = CONDITIONS) -> list[str]:
+def _paired_table(
+    c: Any, phrasing: str, conditions: tuple[str, ...] = CONDITIONS, order: list[str] | None = None
+) -> list[str]:
     from rgvlm_core.compare import method_label
     from rgvlm_core.compare_fair import MEAN_OVER_LENGTHS
 
@@ -272,8 +278,11 @@ def _paired_table(c: Any, phrasing: str, conditions: tuple[str, ...] = CONDITION
     out = [f"**Difference from Sparse, paired by seed ({phrasing} phrasings)**: mean over the 6 lengths of "
            "(method - Sparse), paired 95% CI", "",
            "| method | " + " | ".join(conditions) + " |", "| --- " * (len(conditions) + 1) + "|"]  # fmt: skip
-    for method, group in rows.groupby("method", sort=False):
-        cells = {r["condition"]: f"{r['mean']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+    groups = dict(list(rows.groupby("method", sort=False)))
+    for method in [m for m in order or () if m in groups] + [m for m in groups if m not in (order or ())]:
+        group = groups[method]
+        cells = {r["condition"]: (f"{r['mean']:+.3f}" if pd.isna(r["ci_low"]) else
+                                  f"{r['mean']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
                  + (" *" if r["excludes_zero"] else "") for _, r in group.iterrows()}  # fmt: skip
         out.append(f"| {method_label(method)} | " + " | ".join(cells.get(k, "-") for k in conditions) + " |")
     return [*out, "", "(* the interval excludes 0)", ""]
@@ -496,6 +505,9 @@ def main() -> None:
             timing[f"{mix}: experiment (this session)"] = time.perf_counter() - t0
             if args.part == "full":
                 save(ws, args.docs, mix)
+        if not ws.is_dir():  # (--tables-only before this mix was started)
+            sections.append(f"## Data mix {mix} (expert / suboptimal / failed, %)\n\nNot run yet.\n")
+            continue
         text, seeds = tables(ws, mix, methods)
         sections.append(text)
         frames.append(seeds)
