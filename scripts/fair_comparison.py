@@ -25,7 +25,7 @@ length and condition, held-out phrasings only, the low level's budget of 70 step
 
 Parts: `core` (the 40/40/20 mix; Sparse, BC and Sparse+RG-VLM with reference labels under raw, cost
 and shaped: what fits in about an hour on a 2-core machine), `lowexpert` (the 10/60/30 mix; Sparse and
-Sparse+RG-VLM with reference labels under cost and shaped) and `full` (everything above: about 8 hours
+Sparse+RG-VLM with reference labels under cost and shaped) and `full` (everything above: about 7 hours
 there). A part reruns nothing already stored: an experiment of the same name resumes; tasks run
 round-robin over methods, so a part stopped early has every method at about the same number of seeds.
 
