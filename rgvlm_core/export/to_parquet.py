@@ -19,9 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rgvlm_core.errors import RGVLMError
 from rgvlm_core.export.collect import EXPORT_FORMAT, ExportData
-from rgvlm_core.export.files import replace_dir, temp_beside
+from rgvlm_core.export.files import check_target, marked_format, replace_dir, temp_beside
 
 STEPS_FILE = "steps.parquet"
 EPISODES_FILE = "episodes.parquet"
@@ -77,28 +76,12 @@ EPISODE_COLUMNS: dict[str, str] = {
 def check_parquet_target(out: Path, force: bool) -> None:
     """Refuse, before any work, a DIR that is a file or holds files, unless `force` and it is an earlier
     export (so `--force` can never delete a folder of something else)."""
-    if out.exists() and not out.is_dir():
-        raise RGVLMError(f"{out} exists and is not a folder; choose another output folder")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    if not force:
-        raise RGVLMError(
-            f"{out} already holds files; pass --force to replace the export there, or choose another folder"
-        )
-    if not is_export_dir(out):
-        raise RGVLMError(
-            f"{out} is not an rgvlm export (no {METADATA_FILE} of one), so --force does not replace it; "
-            "choose another folder or empty it yourself"
-        )
+    check_target(out, force, METADATA_FILE, EXPORT_FORMAT, "an rgvlm export")
 
 
 def is_export_dir(path: Path) -> bool:
     """Whether `path` holds an export written by this module (its metadata.json says so)."""
-    try:
-        doc = json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(doc, dict) and doc.get("format") == EXPORT_FORMAT
+    return marked_format(path / METADATA_FILE) == EXPORT_FORMAT
 
 
 def write_parquet(data: ExportData, out: Path, *, force: bool = False) -> Path:

@@ -212,14 +212,15 @@ def run_experiment(
     try:
         plan = resolve_methods(spec.methods, reader, spec.lam, spec.vlm_reward, config.gamma)
         experiment_id = spec.name or f"exp-{dt.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
-        _check_same_plan(reader, experiment_id, _settings(spec, config, plan))
+        settings = _settings(spec, config, plan)
+        _check_same_plan(reader, experiment_id, settings)
         finished = _finished(reader, experiment_id)
     finally:
         reader.close()
     cells = [(method, source, seed) for method, source in plan for seed in spec.seeds]
     todo = [cell for cell in cells if (cell[0], cell[2]) not in finished]
     done_before = len(cells) - len(todo)
-    _record_plan(workspace, experiment_id, spec, config, plan)
+    _record_plan(workspace, experiment_id, spec, settings)
     if not todo:
         yield ExperimentProgress(experiment_id, len(cells), len(cells), fraction=1.0, phase="finished")
         return
@@ -512,9 +513,8 @@ def _check_same_plan(reader: StoreReader, experiment_id: str, settings: dict[str
 
 
 def _record_plan(
-    workspace: Workspace, experiment_id: str, spec: ExperimentSpec, config: Any, plan: list[tuple[str, str]]
+    workspace: Workspace, experiment_id: str, spec: ExperimentSpec, settings: dict[str, Any]
 ) -> None:
-    settings = _settings(spec, config, plan)
     row = {
         "experiment_id": experiment_id,
         "methods": json.dumps(list(spec.methods)),

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 import rgvlm_core
 from rgvlm_core.errors import RGVLMError, UsageError
-from rgvlm_core.export.files import replace_dir, temp_beside
+from rgvlm_core.export.files import check_target, replace_dir, temp_beside
 from rgvlm_core.rl.runs import code_commit
 from rgvlm_core.workspace import StoreReader, Workspace
 from rgvlm_core.workspace.schema import (
@@ -172,7 +172,7 @@ def export_experiment(
     Written beside `out` and renamed into place, so a killed export leaves no half-written folder;
     `force` replaces only an earlier experiment export.
     """
-    _check_target(out, force)
+    check_target(out, force, MANIFEST, FORMAT, "an experiment export")
     reader = workspace.reader()
     try:
         runs = _runs_of(reader, experiment_id)
@@ -239,28 +239,6 @@ def export_experiment(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
-
-
-def _check_target(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out} exists and is not a folder; choose another output folder")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    if not force:
-        raise UsageError(f"{out} already holds files; pass --force to replace the export there")
-    if _manifest_format(out / MANIFEST) != FORMAT:
-        raise UsageError(
-            f"{out} is not an experiment export (no {MANIFEST} of one), so --force does not replace it; "
-            "choose another folder"
-        )
-
-
-def _manifest_format(path: Path) -> str | None:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc.get("format") if isinstance(doc, dict) else None
 
 
 def read_export(folder: Path) -> tuple[dict[str, Any], dict[str, pa.Table]]:
