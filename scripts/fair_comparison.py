@@ -37,10 +37,11 @@ training data differ from this one's) before its experiment resumes, so no run i
 `--verify` first retrains Sparse seed 0 from scratch and reports how many of its evaluation episodes are
 identical to the stored run's (the check that runs computed in different sessions belong in one table).
 
-usage: python scripts/fair_comparison.py ROOT [--part core|lowexpert|full|low] [--docs docs/fair-comparison]
-                                              [--verify] [--save | --tables-only]
-Writes ROOT/ws-<mix> workspaces, then DOCS/results.md (tables), DOCS/results.csv, DOCS/reward-check.json,
-DOCS/paired.png (the figure, drawn with Chromium when Playwright is installed) and DOCS/timing.json.
+usage: python scripts/fair_comparison.py ROOT [--part core|lowexpert|full|low] [--mix MIX]
+              [--docs docs/fair-comparison] [--verify] [--save | --tables-only]
+Writes ROOT/ws-<mix> workspaces, then DOCS/results-<part>.md (tables), DOCS/results-<part>.csv,
+DOCS/reward-check-<part>.json, DOCS/timing-<part>.json and a paired figure per mix (paired-<mix>.png;
+the full grid's paired-full-<mix>.png; drawn with Chromium when Playwright is installed).
 """
 
 from __future__ import annotations
@@ -162,9 +163,15 @@ def verify(ws: Path, mix: str) -> str:
     """Retrain Sparse seed 0 from scratch and compare its evaluation, episode by episode, with the run of
     the experiment (saved by an earlier session and merged, or trained in this one): runs computed in
     different sessions belong in one table only if the same cell computes the same numbers."""
+    experiment(ws, mix, ("sparse",), name=f"verify-{mix}", seeds=1)
+    return verification(ws, mix) or f"- verification ({mix}): the retrained run is not stored"
+
+
+def verification(ws: Path, mix: str) -> str | None:
+    """The line comparing the stored verification run with the experiment's Sparse seed 0 (None where this
+    workspace holds no verification run)."""
     from rgvlm_core.workspace import Workspace
 
-    experiment(ws, mix, ("sparse",), name=f"verify-{mix}", seeds=1)
     reader = Workspace.open(ws, create=False).reader()
     try:
         rows = reader.rows(
@@ -174,8 +181,10 @@ def verify(ws: Path, mix: str) -> str:
             [f"fair-{mix}", f"verify-{mix}"],
         )
         runs = {r["e"]: r for r in rows}
+        if f"verify-{mix}" not in runs:
+            return None
         if f"fair-{mix}" not in runs:
-            return "- verification: Sparse seed 0 is not finished yet, nothing to compare"
+            return f"- verification ({mix}): Sparse seed 0 is not finished yet, nothing to compare"
         same = reader.rows(
             "SELECT count(*) AS n, count(*) FILTER (WHERE a.completed = b.completed AND a.steps = b.steps) "
             "AS same FROM eval_results a JOIN eval_results b "
@@ -186,9 +195,14 @@ def verify(ws: Path, mix: str) -> str:
         reader.close()
     made = runs[f"fair-{mix}"]["commit"] or "a commit not recorded"
     return (
-        f"- verification: Sparse seed 0 retrained from scratch at {runs[f'verify-{mix}']['commit']} "
+        f"- verification ({mix}): Sparse seed 0 retrained from scratch at {runs[f'verify-{mix}']['commit']} "
         f"(the run in the tables: {made}): {same['same']} of {same['n']} evaluation episodes identical"
     )
+
+
+def figure_name(part: str, mix: str) -> str:
+    """The paired figure's file: the full grid's figures sit beside, not over, the earlier parts'."""
+    return f"paired-full-{mix}.png" if part == "full" else f"paired-{mix}.png"
 
 
 # -- tables ---------------------------------------------------------------------------------------
@@ -457,6 +471,11 @@ def main() -> None:
     parser.add_argument("--part", choices=sorted(PARTS), default="core")
     parser.add_argument("--docs", type=Path, default=Path("docs/fair-comparison"))
     parser.add_argument(
+        "--mix",
+        choices=sorted({m for mixes in PARTS.values() for m in mixes}),
+        help="Only this mix of the part (e.g. the tables of a mix that finished while the other runs).",
+    )
+    parser.add_argument(
         "--verify",
         action="store_true",
         help="Before resuming, retrain Sparse seed 0 from scratch and compare it with the stored run.",
@@ -475,10 +494,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.save and args.tables_only:
         parser.error("give --save or --tables-only, not both")
+    mixes = PARTS[args.part]
+    if args.mix:
+        if args.mix not in mixes:
+            parser.error(f"--mix {args.mix} is not a mix of part {args.part} ({', '.join(mixes)})")
+        mixes = {args.mix: mixes[args.mix]}
     args.root.mkdir(parents=True, exist_ok=True)
     args.docs.mkdir(parents=True, exist_ok=True)
     if args.save:
-        for mix in PARTS[args.part]:
+        for mix in mixes:
             if (args.root / f"ws-{mix}").is_dir():
                 save(args.root / f"ws-{mix}", args.docs, mix)
         return
@@ -486,7 +510,7 @@ def main() -> None:
     verifications: list[str] = []
     checks: dict[str, Any] = {}
     sections, frames = [], []
-    for mix, methods in PARTS[args.part].items():
+    for mix, methods in mixes.items():
         ws = args.root / f"ws-{mix}"
         if not args.tables_only:
             t0 = time.perf_counter()
@@ -511,7 +535,9 @@ def main() -> None:
         text, seeds = tables(ws, mix, methods)
         sections.append(text)
         frames.append(seeds)
-        figure(ws, mix, args.docs / f"paired-{mix}.png")
+        figure(ws, mix, args.docs / figure_name(args.part, mix))
+        if args.tables_only and (line := verification(ws, mix)):
+            verifications.append(line)
     header = [f"# Fair comparison: results (part `{args.part}`)", "",
               "Written by `python scripts/fair_comparison.py ROOT --part " + args.part + "`; every number "
               "below is computed from the stored evaluations. docs/paper-comparison.md reads them.",
