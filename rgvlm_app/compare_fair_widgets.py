@@ -77,6 +77,7 @@ def steps_section(c: Comparison) -> None:
     st.plotly_chart(figure, key="compare.steps", config=chart_config("rgvlm-completion-by-step"))
     st.caption(
         "Each run's proportion of subtasks completed at a checkpoint (mean over task lengths), then the "
-        "mean over seeds per method; band: 95% confidence interval over seeds. The last checkpoint is "
-        "the final policy. The training metrics are under Learning curves below."
+        "mean over seeds per method; band: 95% confidence interval over seeds. Every point meets the same "
+        "tasks: the last is the final policy on the checkpoints' tasks (its full evaluation, on more "
+        "tasks, is in the tables above). The training metrics are under Learning curves below."
     )

@@ -408,7 +408,7 @@ def _curve_table(c: Any) -> list[str]:
     cv = cv[cv["condition"] == "default"]
     steps = sorted(set(cv["step"]))
     out = ["**Completion against training updates** (default states, unseen phrasings, mean over seeds; the "
-           "checkpoints before the last meet 5 tasks per length, the last is the final evaluation)", "",
+           "every checkpoint meets the same 5 tasks per length, the last is the final policy on them)", "",
            "| method | " + " | ".join(str(s) for s in steps) + " |",
            "| --- " * (len(steps) + 1) + "|"]  # fmt: skip
     for method, group in cv.groupby("method", sort=False):

@@ -94,7 +94,7 @@ def eval_row(
 
 
 def curve_row(
-    run_id: str, step: int, length: int, proportion: float, *, phrasing: str = "unseen"
+    run_id: str, step: int, length: int, proportion: float, *, phrasing: str = "unseen", episodes: int = 4
 ) -> dict[str, Any]:
     """One checkpoint evaluation of a run at one task length."""
     return {
@@ -103,7 +103,7 @@ def curve_row(
         "condition": "default",
         "phrasing": phrasing,
         "length": length,
-        "episodes": 4,
+        "episodes": episodes,
         "proportion": proportion,
         "success": 0.0,
     }
@@ -281,6 +281,34 @@ def test_completion_curves_average_lengths_per_run_then_seeds_with_a_band(tmp_pa
     assert table.loc[("clip:x@centred", 100)]["seeds"] == 1
     at_two = completion_curves(curves, length=2).set_index(["method", "step"])
     assert at_two.loc[("sparse", 100)]["mean"] == pytest.approx(0.6) and len(at_two) == 1
+
+
+def test_a_curves_last_point_is_the_final_policy_on_the_checkpoints_tasks(tmp_path: Path) -> None:
+    # "s0": checkpoints on 2 tasks of length 2, the final evaluation on 4 (stored: 0.75 over all 4); its
+    # first 2 tasks (the checkpoints') got 1 of 2 and 0 of 2 subtasks: the last point is 0.25, not 0.75.
+    finals = [(0, 1), (1, 0), (2, 2), (3, 2)]  # (episode, subtasks completed)
+    evals = [eval_row("s0", completed=c, length=2, episode=e) for e, c in finals]
+    evals += [eval_row("s0", completed=2, length=2, episode=e, phrasing="seen") for e in range(4)]
+    curves = [curve_row("s0", 100, 2, 0.5, episodes=2), curve_row("s0", 200, 2, 0.75, episodes=4)]
+    curves += [curve_row("s0", 100, 2, 0.0, episodes=2, phrasing="seen")]
+    curves += [curve_row("s0", 200, 2, 1.0, episodes=4, phrasing="seen")]
+    # "s1": checkpoints on as many tasks as the final evaluation; "s2": no checkpoint, the final point only
+    evals += [eval_row(run, completed=0, length=2, episode=e) for run in ("s1", "s2") for e in range(2)]
+    curves += [curve_row("s1", 100, 2, 0.5, episodes=2), curve_row("s1", 200, 2, 0.0, episodes=2)]
+    curves += [curve_row("s2", 200, 2, 0.0, episodes=2)]
+    runs = [run_row(f"s{k}", "sparse", k) for k in range(3)]
+    ws = commit_store(Workspace.open(tmp_path / "ws"), runs, evals, curves)
+    reader = ws.reader()
+    unseen = eval_curves(reader, runs_table(reader), "unseen").set_index(["run_id", "step"])
+    both = eval_curves(reader, runs_table(reader))
+    reader.close()
+    last = unseen.loc[("s0", 200)]
+    assert last["proportion"] == pytest.approx(0.25) and last["episodes"] == 2 and last["success"] == 0.0
+    assert unseen.loc[("s0", 100)]["proportion"] == 0.5  # checkpoints as stored
+    assert unseen.loc[("s1", 200)]["proportion"] == 0.0 and unseen.loc[("s2", 200)]["episodes"] == 2
+    seen = both[(both["phrasing"] == "seen") & (both["step"] == 200)]
+    assert list(seen["proportion"]) == [1.0] and list(seen["episodes"]) == [2]
+    assert len(both) == 7  # every stored point once, the final ones of s0 replaced, not added
 
 
 # -- method names -----------------------------------------------------------------------------------

@@ -3,9 +3,10 @@
 Whatever runs the work (this process, local workers, a Ray cluster), one recorder in the driving process
 turns its events into store rows: `train_metrics` as they arrive (gathered into one commit per second,
 so many runs logging at once do not make many tiny shards), a checkpoint file and the `train_runs` row
-when a run's training ends, `eval_curves` rows at each learning-curve checkpoint (the final evaluation
-is the curve's last point), and `eval_results` (then `experiment_runs`) when its evaluation ends. A run
-therefore appears in the store exactly as a run trained by itself would.
+when a run's training ends, `eval_curves` rows at each learning-curve checkpoint (and the final
+evaluation's, which compare_fair.eval_curves narrows to the checkpoints' tasks), and `eval_results`
+(then `experiment_runs`) when its evaluation ends. A run therefore appears in the store exactly as a run
+trained by itself would.
 """
 
 from __future__ import annotations
