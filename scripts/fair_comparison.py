@@ -236,9 +236,14 @@ def tables(ws: Path, mix: str, methods: tuple[str, ...]) -> tuple[str, pd.DataFr
                 + _success_table(c, order)
             )
             if phrasing == "unseen" and not mix.startswith(LOW):  # (the object table replays subgoal tasks)
-                lines += _kind_table(c) + _object_table(c) + _curve_table(c)
+                lines += (
+                    _ablation_table(c, order)
+                    + _kind_table(c, order)
+                    + _object_table(c, order)
+                    + _curve_table(c, order)
+                )
             elif phrasing == "unseen":
-                lines += _kind_table(c)
+                lines += _kind_table(c, order)
     finally:
         reader.close()
     return "\n".join(lines), pd.concat(frames, ignore_index=True)
@@ -280,6 +285,20 @@ def _get(cells: pd.DataFrame, n: object) -> Any:
     return cells.loc[n] if n in cells.index else None
 
 
+def _by_method(table: pd.DataFrame, order: list[str]) -> list[tuple[str, pd.DataFrame]]:
+    """`table`'s rows per method, in the protocol's order (methods outside it after, as they come)."""
+    groups = dict(list(table.groupby("method", sort=False)))
+    return [
+        (m, groups[m]) for m in [*[m for m in order if m in groups], *[m for m in groups if m not in order]]
+    ]
+
+
+def _paired_cell(r: Any) -> str:
+    """A paired difference with its interval (a single pair has none), starred where it excludes 0."""
+    interval = "" if pd.isna(r["ci_low"]) else f" [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+    return f"{r['mean']:+.3f}{interval}" + (" *" if r["excludes_zero"] else "")
+
+
 def _paired_table(
     c: Any, phrasing: str, conditions: tuple[str, ...] = CONDITIONS, order: list[str] | None = None
 ) -> list[str]:
@@ -292,13 +311,31 @@ def _paired_table(
     out = [f"**Difference from Sparse, paired by seed ({phrasing} phrasings)**: mean over the 6 lengths of "
            "(method - Sparse), paired 95% CI", "",
            "| method | " + " | ".join(conditions) + " |", "| --- " * (len(conditions) + 1) + "|"]  # fmt: skip
-    groups = dict(list(rows.groupby("method", sort=False)))
-    for method in [m for m in order or () if m in groups] + [m for m in groups if m not in (order or ())]:
-        group = groups[method]
-        cells = {r["condition"]: (f"{r['mean']:+.3f}" if pd.isna(r["ci_low"]) else
-                                  f"{r['mean']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
-                 + (" *" if r["excludes_zero"] else "") for _, r in group.iterrows()}  # fmt: skip
+    for method, group in _by_method(rows, order or []):
+        cells = {r["condition"]: _paired_cell(r) for _, r in group.iterrows()}
         out.append(f"| {method_label(method)} | " + " | ".join(cells.get(k, "-") for k in conditions) + " |")
+    return [*out, "", "(* the interval excludes 0)", ""]
+
+
+def _ablation_table(c: Any, order: list[str], conditions: tuple[str, ...] = CONDITIONS) -> list[str]:
+    """The paper's ablation (Figure 4, right): Sparse+RG-VLM against RG-VLM alone under the same labels and
+    mapping, paired by seed (mean over the 6 lengths), for every pair the experiment has."""
+    from rgvlm_core.compare import method_label
+    from rgvlm_core.compare_fair import MEAN_OVER_LENGTHS, paired_differences
+
+    pairs = [(f"sparse+{m}", m) for m in order if m.startswith("rgvlm:") and f"sparse+{m}" in order]
+    if not pairs:
+        return []
+    out = ["**Sparse+RG-VLM against RG-VLM alone, paired by seed** (the paper's ablation; unseen phrasings): "
+           "mean over the 6 lengths of (Sparse+RG-VLM - RG-VLM), paired 95% CI", "",
+           "| labels and mapping | " + " | ".join(conditions) + " |",
+           "| --- " * (len(conditions) + 1) + "|"]  # fmt: skip
+    for combined, alone in pairs:
+        d = paired_differences(c.seeds[c.seeds["method"].isin([combined, alone])], baseline=alone)
+        d = d[(d["method"] == combined) & (d["length"] == MEAN_OVER_LENGTHS)].set_index("condition")
+        cells = [_paired_cell(r) if (r := _get(d, k)) is not None else "-" for k in conditions]
+        label = method_label(alone).removeprefix("RG-VLM ")
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
     return [*out, "", "(* the interval excludes 0)", ""]
 
 
@@ -316,7 +353,7 @@ def _success_table(c: Any, order: list[str], conditions: tuple[str, ...] = CONDI
     return [*out, ""]
 
 
-def _kind_table(c: Any) -> list[str]:
+def _kind_table(c: Any, order: list[str]) -> list[str]:
     from rgvlm_core.compare import method_label
 
     k = c.kinds
@@ -325,7 +362,7 @@ def _kind_table(c: Any) -> list[str]:
     kinds = sorted(set(k["first_kind"]))
     out = ["**By kind of first subtask** (unseen phrasings, both conditions; mean over seeds)", "",
            "| method | " + " | ".join(kinds) + " |", "| --- " * (len(kinds) + 1) + "|"]  # fmt: skip
-    for method, group in k.groupby("method", sort=False):
+    for method, group in _by_method(k, order):
         values = group.groupby("first_kind")["mean"].mean()
         out.append(
             f"| {method_label(method)} | "
@@ -357,7 +394,7 @@ def _took(reader: Any, run_ids: list[str]) -> str:
     )
 
 
-def _object_table(c: Any) -> list[str]:
+def _object_table(c: Any, order: list[str]) -> list[str]:
     """Proportion by the object of the task's first subtask (every simulator task starts with a Pickup, so
     its kind says nothing; the object does: 5- and 6-subtask tasks start by picking up a knife)."""
     from rgvlm_core.compare import method_label
@@ -392,14 +429,14 @@ def _object_table(c: Any) -> list[str]:
         "| method | a knife | anything else |",
         "| --- | --- | --- |",
     ]
-    for method, group in runs.groupby("method", sort=False):
+    for method, group in _by_method(runs, order):
         means = group.groupby("group")["proportion"].mean()
         cells = [f"{means.get(g, float('nan')):.3f}" for g in ("a knife", "anything else")]
         out.append(f"| {method_label(method)} | " + " | ".join(cells) + " |")
     return [*out, ""]
 
 
-def _curve_table(c: Any) -> list[str]:
+def _curve_table(c: Any, order: list[str]) -> list[str]:
     from rgvlm_core.compare import method_label
 
     cv = c.curves
@@ -407,11 +444,11 @@ def _curve_table(c: Any) -> list[str]:
         return []
     cv = cv[cv["condition"] == "default"]
     steps = sorted(set(cv["step"]))
-    out = ["**Completion against training updates** (default states, unseen phrasings, mean over seeds; the "
+    out = ["**Completion against training updates** (default states, unseen phrasings, mean over seeds; "
            "every checkpoint meets the same 5 tasks per length, the last is the final policy on them)", "",
            "| method | " + " | ".join(str(s) for s in steps) + " |",
            "| --- " * (len(steps) + 1) + "|"]  # fmt: skip
-    for method, group in cv.groupby("method", sort=False):
+    for method, group in _by_method(cv, order):
         values = group.set_index("step")["mean"]
         out.append(
             f"| {method_label(method)} | "
@@ -421,8 +458,10 @@ def _curve_table(c: Any) -> list[str]:
     return [*out, ""]
 
 
-def figure(ws: Path, mix: str, out: Path) -> bool:
-    """The paired-difference chart as a PNG, drawn by Chromium (False where Playwright is missing)."""
+def figure(ws: Path, mix: str, out: Path, methods: tuple[str, ...], part: str) -> bool:
+    """The paired-difference chart as a PNG, drawn by Chromium (False where Playwright is missing): per
+    length for the smaller parts; for the full grid (15 methods, too many bars to read per length) each
+    method's mean over lengths as a point with its interval."""
     import importlib.util
 
     if importlib.util.find_spec("playwright") is None:
@@ -435,11 +474,49 @@ def figure(ws: Path, mix: str, out: Path) -> bool:
     reader = Workspace.open(ws, create=False).reader()
     try:
         c = build_comparison(reader, experiment_run_ids(reader, f"fair-{mix}"), phrasing="unseen")
-        fig = paired_figure(c.paired, c.colours)
     finally:
         reader.close()
-    write_png(fig, out, 1000, 500)
+    if part == "full":
+        write_png(means_figure(c.paired, [m for m in methods if m != "sparse"]), out, 1000, 560)
+    else:
+        write_png(paired_figure(c.paired, c.colours), out, 1000, 500)
     return True
+
+
+def means_figure(paired: pd.DataFrame, order: list[str]) -> Any:
+    """Each method's paired difference from Sparse, mean over the 6 lengths, with its 95% interval: one
+    row per method (protocol order, top down), one panel per condition; filled where it excludes 0."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from rgvlm_core.charts_compare import condition_title
+    from rgvlm_core.compare import method_label
+    from rgvlm_core.compare_fair import MEAN_OVER_LENGTHS
+
+    rows = paired[(paired["length"] == MEAN_OVER_LENGTHS) & (paired["pairs"] >= 2)]
+    conditions = [k for k in CONDITIONS if k in set(rows["condition"])]
+    fig = make_subplots(rows=1, cols=len(conditions), shared_yaxes=True,
+                        subplot_titles=[condition_title(k) for k in conditions])  # fmt: skip
+    labels = {m: method_label(m) for m in order}
+    for col, condition in enumerate(conditions, start=1):
+        part = rows[rows["condition"] == condition].set_index("method")
+        shown = [m for m in order if m in part.index]
+        r = part.loc[shown]
+        fig.add_trace(go.Scatter(
+            x=r["mean"], y=[labels[m] for m in shown], mode="markers", showlegend=False,
+            marker={"size": 9, "color": "#1f4e9c", "symbol": ["circle" if e else "circle-open"
+                                                             for e in r["excludes_zero"]]},
+            error_x={"type": "data", "symmetric": False, "array": r["ci_high"] - r["mean"],
+                     "arrayminus": r["mean"] - r["ci_low"], "color": "#1f4e9c", "thickness": 1.5},
+        ), row=1, col=col)  # fmt: skip
+        fig.add_vline(x=0, line={"color": "#262730", "width": 1}, row=1, col=col)
+        fig.update_xaxes(title_text="difference from Sparse (paired 95% CI)", row=1, col=col)
+    fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=list(labels.values()))
+    title = "Mean over task lengths, held-out phrasings; filled: the interval excludes 0"
+    fig.update_layout(plot_bgcolor="white", margin={"l": 20, "r": 20, "t": 40, "b": 40},
+                      title={"text": title, "font": {"size": 13}, "x": 0.5, "y": 0.995})  # fmt: skip
+    fig.update_xaxes(showgrid=True, gridcolor="#e5e5e5", zeroline=False)
+    return fig
 
 
 def write_png(fig: Any, out: Path, width: int, height: int) -> None:
@@ -535,7 +612,7 @@ def main() -> None:
         text, seeds = tables(ws, mix, methods)
         sections.append(text)
         frames.append(seeds)
-        figure(ws, mix, args.docs / figure_name(args.part, mix))
+        figure(ws, mix, args.docs / figure_name(args.part, mix), methods, args.part)
         if args.tables_only and (line := verification(ws, mix)):
             verifications.append(line)
     header = [f"# Fair comparison: results (part `{args.part}`)", "",
