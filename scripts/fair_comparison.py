@@ -210,8 +210,9 @@ def _ci(mean: float, low: float, high: float) -> str:
     return f"{mean:.3f}" if pd.isna(low) else f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def tables(ws: Path, mix: str, methods: tuple[str, ...]) -> tuple[str, pd.DataFrame]:
-    """The markdown tables of one mix's experiment (both phrasings) and its per-seed rows."""
+def tables(ws: Path, mix: str, methods: tuple[str, ...]) -> tuple[str, pd.DataFrame, Any]:
+    """The markdown tables of one mix's experiment (both phrasings), its per-seed rows, and the held-out
+    phrasings' comparison (report.Comparison, which the figure draws)."""
     from rgvlm_core import compare
     from rgvlm_core.report import build_comparison
     from rgvlm_core.rl.experiment import experiment_run_ids
@@ -226,6 +227,8 @@ def tables(ws: Path, mix: str, methods: tuple[str, ...]) -> tuple[str, pd.DataFr
         )
         for phrasing in ("unseen",) if mix.startswith(LOW) else ("unseen", "seen"):
             c = build_comparison(reader, run_ids, phrasing=phrasing)
+            if phrasing == "unseen":
+                unseen = c
             frames.append(c.seeds.assign(mix=mix, phrasing=phrasing))
             present = set(c.summary["method"])  # the protocol's order (Sparse, BC, then by labels)
             order = [m for m in methods if m in present]
@@ -246,7 +249,7 @@ def tables(ws: Path, mix: str, methods: tuple[str, ...]) -> tuple[str, pd.DataFr
                 lines += _kind_table(c, order)
     finally:
         reader.close()
-    return "\n".join(lines), pd.concat(frames, ignore_index=True)
+    return "\n".join(lines), pd.concat(frames, ignore_index=True), unseen
 
 
 CONDITIONS = ("default", "randomized")
@@ -458,24 +461,16 @@ def _curve_table(c: Any, order: list[str]) -> list[str]:
     return [*out, ""]
 
 
-def figure(ws: Path, mix: str, out: Path, methods: tuple[str, ...], part: str) -> bool:
-    """The paired-difference chart as a PNG, drawn by Chromium (False where Playwright is missing): per
-    length for the smaller parts; for the full grid (15 methods, too many bars to read per length) each
-    method's mean over lengths as a point with its interval."""
+def figure(c: Any, out: Path, methods: tuple[str, ...], part: str) -> bool:
+    """The paired-difference chart of comparison `c` as a PNG, drawn by Chromium (False where Playwright is
+    missing): per length for the smaller parts; for the full grid (15 methods, too many bars to read per
+    length) each method's mean over lengths as a point with its interval."""
     import importlib.util
 
     if importlib.util.find_spec("playwright") is None:
         return False
     from rgvlm_core.charts_compare import paired_figure
-    from rgvlm_core.report import build_comparison
-    from rgvlm_core.rl.experiment import experiment_run_ids
-    from rgvlm_core.workspace import Workspace
 
-    reader = Workspace.open(ws, create=False).reader()
-    try:
-        c = build_comparison(reader, experiment_run_ids(reader, f"fair-{mix}"), phrasing="unseen")
-    finally:
-        reader.close()
     if part == "full":
         write_png(means_figure(c.paired, [m for m in methods if m != "sparse"]), out, 1000, 560)
     else:
@@ -609,10 +604,10 @@ def main() -> None:
         if not ws.is_dir():  # (--tables-only before this mix was started)
             sections.append(f"## Data mix {mix} (expert / suboptimal / failed, %)\n\nNot run yet.\n")
             continue
-        text, seeds = tables(ws, mix, methods)
+        text, seeds, unseen = tables(ws, mix, methods)
         sections.append(text)
         frames.append(seeds)
-        figure(ws, mix, args.docs / figure_name(args.part, mix), methods, args.part)
+        figure(unseen, args.docs / figure_name(args.part, mix), methods, args.part)
         if args.tables_only and (line := verification(ws, mix)):
             verifications.append(line)
     header = [f"# Fair comparison: results (part `{args.part}`)", "",
